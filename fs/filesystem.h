@@ -1,0 +1,158 @@
+// FileSystem: the interface a zest file-system plugin implements.
+//
+// Inode based, one virtual method per operation. Every method has a default
+// that answers ENOSYS, so a plugin implements what it supports. Each call
+// gets a reply object that must be completed exactly once, now or later from
+// any thread (see fs/reply.h).
+//
+// Inode references: the server counts the references the kernel holds (each
+// successful EntryReply/CreateReply and each readdirplus entry adds one,
+// FORGET removes them) and calls forget(ino) once none remain. An inode with
+// no links left may be freed then, once no file handle is open on it either.
+//
+// Permission checks on access are done by the kernel (default_permissions);
+// a file system applies ownership rules of its own (setgid directories,
+// clearing set-id bits) and `mode` arrives with the umask already applied.
+//
+// Methods may be called concurrently from several worker threads, also for
+// the same inode: a file system locks what it needs (per inode, not global).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "fs/reply.h"
+#include "fs/types.h"
+
+namespace zest::fs {
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+
+  // --- lifetime ---------------------------------------------------------
+  virtual Capabilities capabilities() const { return {}; }
+  // Called once the kernel connection is up, before any other operation.
+  virtual void init() {}
+  // Called when the kernel connection ends (unmount).
+  virtual void destroy() {}
+  // The kernel holds no more references to `ino` (see top of file).
+  virtual void forget(Ino /*ino*/) {}
+
+  // --- names ------------------------------------------------------------
+  virtual void lookup(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                      EntryReply r) { r.error(ENOSYS); }
+  virtual void mknod(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                     uint32_t /*mode*/, uint32_t /*rdev*/, EntryReply r) {
+    r.error(ENOSYS);
+  }
+  virtual void mkdir(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                     uint32_t /*mode*/, EntryReply r) { r.error(ENOSYS); }
+  virtual void symlink(const Context&, std::string_view /*target*/,
+                       Ino /*parent*/, std::string_view /*name*/,
+                       EntryReply r) { r.error(ENOSYS); }
+  virtual void link(const Context&, Ino /*ino*/, Ino /*newparent*/,
+                    std::string_view /*newname*/, EntryReply r) {
+    r.error(ENOSYS);
+  }
+  virtual void unlink(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                      StatusReply r) { r.error(ENOSYS); }
+  virtual void rmdir(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                     StatusReply r) { r.error(ENOSYS); }
+  // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE (RENAME_WHITEOUT -> EINVAL).
+  virtual void rename(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                      Ino /*newparent*/, std::string_view /*newname*/,
+                      uint32_t /*flags*/, StatusReply r) { r.error(ENOSYS); }
+
+  // --- attributes -------------------------------------------------------
+  // fh is set when the call came through an open file (fstat).
+  virtual void getattr(const Context&, Ino /*ino*/, const uint64_t* /*fh*/,
+                       AttrReply r) { r.error(ENOSYS); }
+  virtual void setattr(const Context&, Ino /*ino*/, const SetAttr&,
+                       AttrReply r) { r.error(ENOSYS); }
+  virtual void readlink(const Context&, Ino /*ino*/, DataReply r) {
+    r.error(ENOSYS);
+  }
+  virtual void access(const Context&, Ino /*ino*/, uint32_t /*mask*/,
+                      StatusReply r) { r.error(ENOSYS); }
+  virtual void statfs(const Context&, Ino /*ino*/, StatfsReply r) {
+    r.error(ENOSYS);
+  }
+
+  // --- extended attributes ----------------------------------------------
+  // flags: XATTR_CREATE / XATTR_REPLACE.
+  virtual void setxattr(const Context&, Ino /*ino*/, std::string_view /*name*/,
+                        std::span<const std::byte> /*value*/,
+                        uint32_t /*flags*/, StatusReply r) { r.error(ENOSYS); }
+  // size 0: answer ok_size(); else the value or ERANGE.
+  virtual void getxattr(const Context&, Ino /*ino*/, std::string_view /*name*/,
+                        uint32_t /*size*/, XattrReply r) { r.error(ENOSYS); }
+  // The names, each NUL-terminated; size as for getxattr.
+  virtual void listxattr(const Context&, Ino /*ino*/, uint32_t /*size*/,
+                         XattrReply r) { r.error(ENOSYS); }
+  virtual void removexattr(const Context&, Ino /*ino*/,
+                           std::string_view /*name*/, StatusReply r) {
+    r.error(ENOSYS);
+  }
+
+  // --- files ------------------------------------------------------------
+  // flags: the open(2) flags. The file system picks the I/O mode.
+  virtual void open(const Context&, Ino /*ino*/, uint32_t /*flags*/,
+                    OpenReply r) { r.error(ENOSYS); }
+  virtual void create(const Context&, Ino /*parent*/, std::string_view /*name*/,
+                      uint32_t /*mode*/, uint32_t /*flags*/, CreateReply r) {
+    r.error(ENOSYS);
+  }
+  // O_TMPFILE: an unnamed regular file in directory `parent`.
+  virtual void tmpfile(const Context&, Ino /*parent*/, uint32_t /*mode*/,
+                       uint32_t /*flags*/, CreateReply r) { r.error(ENOSYS); }
+  virtual void read(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                    uint64_t /*offset*/, uint32_t /*size*/, DataReply r) {
+    r.error(ENOSYS);
+  }
+  virtual void write(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                     uint64_t /*offset*/, std::span<const std::byte> /*data*/,
+                     uint32_t /*flags*/, WriteReply r) { r.error(ENOSYS); }
+  // close(2) of one descriptor; may come several times per open.
+  virtual void flush(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                     StatusReply r) { r.ok(); }
+  // The last reference to the open file is gone.
+  virtual void release(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                       uint32_t /*flags*/, StatusReply r) { r.ok(); }
+  virtual void fsync(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                     bool /*datasync*/, StatusReply r) { r.error(ENOSYS); }
+  // mode: FALLOC_FL_KEEP_SIZE / PUNCH_HOLE / ZERO_RANGE bits, as fallocate(2).
+  virtual void fallocate(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                         uint32_t /*mode*/, uint64_t /*offset*/,
+                         uint64_t /*length*/, StatusReply r) {
+    r.error(ENOSYS);
+  }
+  // whence: SEEK_DATA or SEEK_HOLE (the kernel handles the others).
+  virtual void lseek(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                     uint64_t /*offset*/, int /*whence*/, LseekReply r) {
+    r.error(ENOSYS);
+  }
+  virtual void copy_file_range(const Context&, Ino /*ino_in*/,
+                               uint64_t /*fh_in*/, uint64_t /*off_in*/,
+                               Ino /*ino_out*/, uint64_t /*fh_out*/,
+                               uint64_t /*off_out*/, uint64_t /*len*/,
+                               uint32_t /*flags*/, WriteReply r) {
+    r.error(ENOSYS);
+  }
+
+  // --- directories ------------------------------------------------------
+  virtual void opendir(const Context&, Ino /*ino*/, uint32_t /*flags*/,
+                       OpenReply r) { r.ok(OpenInfo{}); }
+  // offset: 0 or a next_off handed out by an earlier add().
+  virtual void readdir(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                       uint64_t /*offset*/, DirReply r) { r.error(ENOSYS); }
+  virtual void releasedir(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                          StatusReply r) { r.ok(); }
+  virtual void fsyncdir(const Context&, Ino /*ino*/, uint64_t /*fh*/,
+                        bool /*datasync*/, StatusReply r) { r.error(ENOSYS); }
+  // syncfs(2) on the mount.
+  virtual void syncfs(const Context&, StatusReply r) { r.ok(); }
+};
+
+}  // namespace zest::fs

@@ -1,0 +1,109 @@
+// Plain value types of the plugin API. Nothing here knows about FUSE: the
+// server translates between these and the kernel protocol, so the same file
+// system can be served by other front ends (the direct-access path).
+#pragma once
+
+#include <sys/types.h>
+#include <time.h>
+
+#include <cstdint>
+
+namespace zest::fs {
+
+using Ino = uint64_t;
+inline constexpr Ino kRootIno = 1;
+
+// Who is asking. Taken from the request header.
+struct Context {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t pid = 0;
+};
+
+// Attributes of an inode, as stat(2) shows them.
+struct Attr {
+  Ino ino = 0;
+  uint64_t size = 0;
+  uint64_t blocks = 0;  // in 512-byte units, as st_blocks
+  timespec atime{};
+  timespec mtime{};
+  timespec ctime{};
+  uint32_t mode = 0;  // file type and permission bits
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t rdev = 0;
+  uint32_t blksize = 4096;
+};
+
+// The answer to lookup/mkdir/mknod/symlink/link/create: an inode the kernel
+// now holds one more reference to (see FileSystem::forget).
+struct Entry {
+  Ino ino = 0;
+  uint64_t generation = 0;
+  Attr attr;
+  double entry_timeout = 1.0;  // seconds the kernel may cache the name
+  double attr_timeout = 1.0;   // seconds the kernel may cache attr
+};
+
+// How the kernel moves the data of one open file.
+enum class IoMode : uint8_t {
+  Direct,       // every read/write reaches the file system; no page cache
+  Cached,       // kernel page cache; only misses and write-back reach us
+  Passthrough,  // the kernel reads/writes a backing file itself
+};
+
+struct OpenInfo {
+  uint64_t fh = 0;  // file system's handle, given back on every call
+  IoMode mode = IoMode::Direct;
+  bool keep_cache = false;   // Cached: do not drop the page cache on open
+  bool nonseekable = false;
+  bool parallel_direct_writes = true;  // Direct: no inode lock in the kernel
+  int backing_fd = -1;  // Passthrough: the file the kernel should use
+};
+
+// setattr changes. Only the fields named in `valid` are meaningful.
+struct SetAttr {
+  enum : uint32_t {
+    kMode = 1u << 0,
+    kUid = 1u << 1,
+    kGid = 1u << 2,
+    kSize = 1u << 3,
+    kAtime = 1u << 4,      // set atime to `atime`
+    kMtime = 1u << 5,      // set mtime to `mtime`
+    kAtimeNow = 1u << 6,   // set atime to the current time
+    kMtimeNow = 1u << 7,   // set mtime to the current time
+    kCtime = 1u << 8,      // set ctime to `ctime`
+    kKillSuidGid = 1u << 9,
+  };
+  uint32_t valid = 0;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  timespec atime{};
+  timespec mtime{};
+  timespec ctime{};
+  bool has_fh = false;  // the change came through an open file (ftruncate...)
+  uint64_t fh = 0;
+};
+
+struct StatFs {
+  uint64_t blocks = 0;  // in units of frsize
+  uint64_t bfree = 0;
+  uint64_t bavail = 0;
+  uint64_t files = 0;
+  uint64_t ffree = 0;
+  uint32_t bsize = 4096;
+  uint32_t frsize = 4096;
+  uint32_t namelen = 255;
+};
+
+// What the file system asks of the kernel at mount time.
+struct Capabilities {
+  bool writeback_cache = false;  // Cached files may use the writeback cache
+  bool export_support = true;    // lookup of "." and ".." is answered
+  uint32_t max_write = 1u << 20;
+};
+
+}  // namespace zest::fs
