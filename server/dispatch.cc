@@ -1,0 +1,357 @@
+// Decoding of each request into a call on the file system.
+//
+// Every argument is read through ArgReader, so a request that is shorter
+// than its opcode needs, or whose names are not NUL-terminated, is answered
+// EIO (Session::malformed) and never dereferenced past its end. Nothing here
+// allocates: names and write data are views into the receive buffer.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "server/arg_reader.h"
+#include "server/session.h"
+
+namespace zest::server {
+
+namespace {
+
+constexpr uint16_t kMaxPages = 256;  // 1 MiB in 4 KiB pages
+
+}  // namespace
+
+void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
+  ArgReader a(arg);
+  abi::fuse_init_in in;
+  if (!a.read_prefix(&in, 16)) return malformed(slot, "short INIT");
+  if (in.major < 7) {
+    log_error("kernel speaks FUSE {}.{}, too old (need 7.x)", in.major, in.minor);
+    return finish(slot, EPROTO, nullptr, 0);
+  }
+  abi::fuse_init_out out{};
+  out.major = abi::FUSE_KERNEL_VERSION;
+  out.minor = abi::FUSE_KERNEL_MINOR_VERSION;
+  if (in.major > 7) {
+    // Newer major: answer with ours only; the kernel sends INIT again.
+    iovec v{&out, abi::FUSE_COMPAT_22_INIT_OUT_SIZE};
+    return finish(slot, 0, &v, 1);
+  }
+  uint64_t kernel = in.flags;
+  if (in.flags & abi::FUSE_INIT_EXT) kernel |= uint64_t(in.flags2) << 32;
+
+  fs::Capabilities caps = fs_.capabilities();
+  uint64_t want = abi::FUSE_ASYNC_READ | abi::FUSE_ATOMIC_O_TRUNC |
+                  abi::FUSE_BIG_WRITES | abi::FUSE_DO_READDIRPLUS |
+                  abi::FUSE_READDIRPLUS_AUTO | abi::FUSE_PARALLEL_DIROPS |
+                  abi::FUSE_MAX_PAGES | abi::FUSE_CACHE_SYMLINKS |
+                  abi::FUSE_AUTO_INVAL_DATA | abi::FUSE_INIT_EXT |
+                  abi::FUSE_DIRECT_IO_ALLOW_MMAP;
+  if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
+  if (caps.writeback_cache) want |= abi::FUSE_WRITEBACK_CACHE;
+  uint64_t agreed = want & kernel;
+
+  uint32_t max_write = std::clamp<uint32_t>(caps.max_write, 4096, 1u << 20);
+  out.minor = std::min<uint32_t>(in.minor, abi::FUSE_KERNEL_MINOR_VERSION);
+  out.max_readahead = std::min<uint32_t>(in.max_readahead, 1u << 20);
+  out.flags = static_cast<uint32_t>(agreed);
+  out.flags2 = static_cast<uint32_t>(agreed >> 32);
+  out.max_background = 64;
+  out.congestion_threshold = 48;
+  out.max_write = max_write;
+  out.time_gran = 1;
+  out.max_pages = std::min<uint16_t>(kMaxPages, static_cast<uint16_t>(max_write / 4096));
+
+  neg_.major = 7;
+  neg_.minor = out.minor;
+  neg_.flags = agreed;
+  neg_.max_write = max_write;
+  neg_.max_readahead = out.max_readahead;
+  neg_.max_pages = out.max_pages;
+
+  fs_.init();
+  size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);
+  iovec v{&out, size};
+  initialized_.store(true);
+  finish(slot, 0, &v, 1);
+}
+
+void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h,
+                       std::span<const std::byte> arg) {
+  ArgReader a(arg);
+  const fs::Context ctx{h.uid, h.gid, h.pid};
+  const fs::Ino ino = h.nodeid;
+  fs::ReplySink* sink = this;
+
+  if (h.opcode == abi::FUSE_INIT) return handle_init(s, arg);
+  if (!initialized_.load(std::memory_order_relaxed))
+    return malformed(s, "request before INIT");
+
+  switch (h.opcode) {
+    case abi::FUSE_LOOKUP: {
+      std::string_view name;
+      if (!a.name(&name)) return malformed(s, "LOOKUP name");
+      return fs_.lookup(ctx, ino, name, fs::EntryReply(sink, s));
+    }
+    case abi::FUSE_FORGET: {
+      abi::fuse_forget_in in;
+      if (a.read(&in)) handle_forget(ino, in.nlookup);
+      else malformed_.fetch_add(1);
+      return complete(s);  // FORGET has no reply
+    }
+    case abi::FUSE_BATCH_FORGET: {
+      abi::fuse_batch_forget_in in;
+      if (!a.read(&in)) {
+        malformed_.fetch_add(1);
+        return complete(s);
+      }
+      for (uint32_t i = 0; i < in.count; ++i) {
+        abi::fuse_forget_one one;
+        if (!a.read(&one)) {
+          malformed_.fetch_add(1);
+          break;
+        }
+        handle_forget(one.nodeid, one.nlookup);
+      }
+      return complete(s);
+    }
+    case abi::FUSE_GETATTR: {
+      abi::fuse_getattr_in in;
+      if (!a.read(&in)) return malformed(s, "GETATTR args");
+      uint64_t fh = in.fh;
+      return fs_.getattr(ctx, ino, (in.getattr_flags & abi::FUSE_GETATTR_FH) ? &fh : nullptr,
+                         fs::AttrReply(sink, s));
+    }
+    case abi::FUSE_SETATTR: {
+      abi::fuse_setattr_in in;
+      if (!a.read(&in)) return malformed(s, "SETATTR args");
+      fs::SetAttr sa;
+      uint32_t v = in.valid;
+      if (v & abi::FATTR_MODE) { sa.valid |= fs::SetAttr::kMode; sa.mode = in.mode; }
+      if (v & abi::FATTR_UID) { sa.valid |= fs::SetAttr::kUid; sa.uid = in.uid; }
+      if (v & abi::FATTR_GID) { sa.valid |= fs::SetAttr::kGid; sa.gid = in.gid; }
+      if (v & abi::FATTR_SIZE) { sa.valid |= fs::SetAttr::kSize; sa.size = in.size; }
+      if (v & abi::FATTR_ATIME) {
+        if (v & abi::FATTR_ATIME_NOW) {
+          sa.valid |= fs::SetAttr::kAtimeNow;
+        } else {
+          sa.valid |= fs::SetAttr::kAtime;
+          sa.atime = {static_cast<time_t>(in.atime), static_cast<long>(in.atimensec)};
+        }
+      }
+      if (v & abi::FATTR_MTIME) {
+        if (v & abi::FATTR_MTIME_NOW) {
+          sa.valid |= fs::SetAttr::kMtimeNow;
+        } else {
+          sa.valid |= fs::SetAttr::kMtime;
+          sa.mtime = {static_cast<time_t>(in.mtime), static_cast<long>(in.mtimensec)};
+        }
+      }
+      if (v & abi::FATTR_CTIME) {
+        sa.valid |= fs::SetAttr::kCtime;
+        sa.ctime = {static_cast<time_t>(in.ctime), static_cast<long>(in.ctimensec)};
+      }
+      if (v & abi::FATTR_KILL_SUIDGID) sa.valid |= fs::SetAttr::kKillSuidGid;
+      if (v & abi::FATTR_FH) { sa.has_fh = true; sa.fh = in.fh; }
+      return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
+    }
+    case abi::FUSE_READLINK:
+      s->max_out = 4095;  // the kernel reads at most a page less its NUL
+      return fs_.readlink(ctx, ino, fs::DataReply(sink, s));
+    case abi::FUSE_SYMLINK: {
+      std::string_view name, target;
+      if (!a.name(&name) || !a.name(&target)) return malformed(s, "SYMLINK names");
+      return fs_.symlink(ctx, target, ino, name, fs::EntryReply(sink, s));
+    }
+    case abi::FUSE_MKNOD: {
+      abi::fuse_mknod_in in;
+      std::string_view name;
+      if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKNOD args");
+      return fs_.mknod(ctx, ino, name, in.mode, in.rdev, fs::EntryReply(sink, s));
+    }
+    case abi::FUSE_MKDIR: {
+      abi::fuse_mkdir_in in;
+      std::string_view name;
+      if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKDIR args");
+      return fs_.mkdir(ctx, ino, name, in.mode | S_IFDIR, fs::EntryReply(sink, s));
+    }
+    case abi::FUSE_UNLINK: {
+      std::string_view name;
+      if (!a.name(&name)) return malformed(s, "UNLINK name");
+      return fs_.unlink(ctx, ino, name, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_RMDIR: {
+      std::string_view name;
+      if (!a.name(&name)) return malformed(s, "RMDIR name");
+      return fs_.rmdir(ctx, ino, name, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_RENAME: {
+      abi::fuse_rename_in in;
+      std::string_view from, to;
+      if (!a.read(&in) || !a.name(&from) || !a.name(&to))
+        return malformed(s, "RENAME args");
+      return fs_.rename(ctx, ino, from, in.newdir, to, 0, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_RENAME2: {
+      abi::fuse_rename2_in in;
+      std::string_view from, to;
+      if (!a.read(&in) || !a.name(&from) || !a.name(&to))
+        return malformed(s, "RENAME2 args");
+      return fs_.rename(ctx, ino, from, in.newdir, to, in.flags,
+                        fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_LINK: {
+      abi::fuse_link_in in;
+      std::string_view name;
+      if (!a.read(&in) || !a.name(&name)) return malformed(s, "LINK args");
+      return fs_.link(ctx, in.oldnodeid, ino, name, fs::EntryReply(sink, s));
+    }
+    case abi::FUSE_OPEN: {
+      abi::fuse_open_in in;
+      if (!a.read(&in)) return malformed(s, "OPEN args");
+      return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
+    }
+    case abi::FUSE_READ: {
+      abi::fuse_read_in in;
+      if (!a.read(&in)) return malformed(s, "READ args");
+      s->max_out = in.size;
+      return fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
+    }
+    case abi::FUSE_WRITE: {
+      abi::fuse_write_in in;
+      std::span<const std::byte> data;
+      if (!a.read(&in) || !a.bytes(in.size, &data)) return malformed(s, "WRITE args");
+      uint32_t flags = (in.write_flags & abi::FUSE_WRITE_KILL_SUIDGID) ? 1u : 0u;
+      return fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
+    }
+    case abi::FUSE_STATFS:
+      return fs_.statfs(ctx, ino, fs::StatfsReply(sink, s));
+    case abi::FUSE_RELEASE: {
+      abi::fuse_release_in in;
+      if (!a.read(&in)) return malformed(s, "RELEASE args");
+      return fs_.release(ctx, ino, in.fh, in.flags, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_FSYNC: {
+      abi::fuse_fsync_in in;
+      if (!a.read(&in)) return malformed(s, "FSYNC args");
+      return fs_.fsync(ctx, ino, in.fh, in.fsync_flags & abi::FUSE_FSYNC_FDATASYNC,
+                       fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_SETXATTR: {
+      // Without FUSE_SETXATTR_EXT (not negotiated) the kernel sends only
+      // the first 8 bytes of the struct.
+      abi::fuse_setxattr_in in{};
+      std::string_view name;
+      std::span<const std::byte> head, value;
+      size_t hs = (neg_.flags & abi::FUSE_SETXATTR_EXT) ? sizeof(in)
+                                                        : abi::FUSE_COMPAT_SETXATTR_IN_SIZE;
+      if (!a.bytes(hs, &head)) return malformed(s, "SETXATTR args");
+      std::memcpy(&in, head.data(), hs);
+      if (!a.name(&name) || !a.bytes(in.size, &value)) return malformed(s, "SETXATTR name/value");
+      return fs_.setxattr(ctx, ino, name, value, in.flags, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_GETXATTR: {
+      abi::fuse_getxattr_in in;
+      std::string_view name;
+      if (!a.read(&in) || !a.name(&name)) return malformed(s, "GETXATTR args");
+      s->max_out = in.size;
+      return fs_.getxattr(ctx, ino, name, in.size, fs::XattrReply(sink, s));
+    }
+    case abi::FUSE_LISTXATTR: {
+      abi::fuse_getxattr_in in;
+      if (!a.read(&in)) return malformed(s, "LISTXATTR args");
+      s->max_out = in.size;
+      return fs_.listxattr(ctx, ino, in.size, fs::XattrReply(sink, s));
+    }
+    case abi::FUSE_REMOVEXATTR: {
+      std::string_view name;
+      if (!a.name(&name)) return malformed(s, "REMOVEXATTR name");
+      return fs_.removexattr(ctx, ino, name, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_FLUSH: {
+      abi::fuse_flush_in in;
+      if (!a.read(&in)) return malformed(s, "FLUSH args");
+      return fs_.flush(ctx, ino, in.fh, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_OPENDIR: {
+      abi::fuse_open_in in;
+      if (!a.read(&in)) return malformed(s, "OPENDIR args");
+      return fs_.opendir(ctx, ino, in.flags, fs::OpenReply(sink, s));
+    }
+    case abi::FUSE_READDIR:
+    case abi::FUSE_READDIRPLUS: {
+      abi::fuse_read_in in;
+      if (!a.read(&in)) return malformed(s, "READDIR args");
+      s->max_out = std::min<size_t>(in.size, kRequestBufferSize);
+      s->plus = h.opcode == abi::FUSE_READDIRPLUS;
+      return fs_.readdir(ctx, ino, in.fh, in.offset, fs::DirReply(sink, s, s->plus));
+    }
+    case abi::FUSE_RELEASEDIR: {
+      abi::fuse_release_in in;
+      if (!a.read(&in)) return malformed(s, "RELEASEDIR args");
+      return fs_.releasedir(ctx, ino, in.fh, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_FSYNCDIR: {
+      abi::fuse_fsync_in in;
+      if (!a.read(&in)) return malformed(s, "FSYNCDIR args");
+      return fs_.fsyncdir(ctx, ino, in.fh, in.fsync_flags & abi::FUSE_FSYNC_FDATASYNC,
+                          fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_ACCESS: {
+      abi::fuse_access_in in;
+      if (!a.read(&in)) return malformed(s, "ACCESS args");
+      return fs_.access(ctx, ino, in.mask, fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_CREATE: {
+      abi::fuse_create_in in;
+      std::string_view name;
+      if (!a.read(&in) || !a.name(&name)) return malformed(s, "CREATE args");
+      return fs_.create(ctx, ino, name, in.mode, in.flags, fs::CreateReply(sink, s));
+    }
+    case abi::FUSE_TMPFILE: {
+      abi::fuse_create_in in;
+      if (!a.read(&in)) return malformed(s, "TMPFILE args");
+      return fs_.tmpfile(ctx, ino, in.mode, in.flags, fs::CreateReply(sink, s));
+    }
+    case abi::FUSE_INTERRUPT:
+      handle_interrupt(arg);
+      return complete(s);  // no reply
+    case abi::FUSE_DESTROY:
+      if (!destroyed_.exchange(true)) fs_.destroy();
+      return finish(s, 0, nullptr, 0);
+    case abi::FUSE_FALLOCATE: {
+      abi::fuse_fallocate_in in;
+      if (!a.read(&in)) return malformed(s, "FALLOCATE args");
+      return fs_.fallocate(ctx, ino, in.fh, in.mode, in.offset, in.length,
+                           fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_LSEEK: {
+      abi::fuse_lseek_in in;
+      if (!a.read(&in)) return malformed(s, "LSEEK args");
+      return fs_.lseek(ctx, ino, in.fh, in.offset, static_cast<int>(in.whence),
+                       fs::LseekReply(sink, s));
+    }
+    case abi::FUSE_COPY_FILE_RANGE:
+    case abi::FUSE_COPY_FILE_RANGE_64: {
+      abi::fuse_copy_file_range_in in;
+      if (!a.read(&in)) return malformed(s, "COPY_FILE_RANGE args");
+      uint64_t len = in.len;
+      // The 32-bit variant answers in a 32-bit field.
+      if (h.opcode == abi::FUSE_COPY_FILE_RANGE) len = std::min<uint64_t>(len, 1u << 30);
+      return fs_.copy_file_range(ctx, ino, in.fh_in, in.off_in, in.nodeid_out,
+                                 in.fh_out, in.off_out, len, static_cast<uint32_t>(in.flags),
+                                 fs::WriteReply(sink, s));
+    }
+    case abi::FUSE_SYNCFS:
+      return fs_.syncfs(ctx, fs::StatusReply(sink, s));
+    case abi::FUSE_NOTIFY_REPLY:
+      return complete(s);  // answers to retrieve; we never ask
+    default:
+      // GETLK/SETLK (the kernel then locks locally), BMAP, IOCTL, POLL,
+      // SETUPMAPPING, STATX (the kernel falls back to GETATTR), and any
+      // opcode newer than us.
+      return finish(s, ENOSYS, nullptr, 0);
+  }
+}
+
+}  // namespace zest::server

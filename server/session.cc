@@ -1,0 +1,478 @@
+#include "server/session.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/fd.h"
+#include "base/log.h"
+#include "server/encode.h"
+
+namespace zest::server {
+
+Session::Session(fs::FileSystem& fs, SessionOptions opts)
+    : fs_(fs), opts_(opts) {}
+
+Session::~Session() = default;
+
+// ---------------------------------------------------------------------------
+// Slots
+
+RequestSlot* Session::acquire_slot() {
+  std::lock_guard lock(slots_mu_);
+  if (!free_slots_.empty()) {
+    RequestSlot* s = free_slots_.back();
+    free_slots_.pop_back();
+    return s;
+  }
+  all_slots_.push_back(std::make_unique<RequestSlot>());
+  all_slots_.back()->counted.reserve(64);
+  return all_slots_.back().get();
+}
+
+void Session::recycle_slot(RequestSlot* slot) {
+  std::lock_guard lock(slots_mu_);
+  free_slots_.push_back(slot);
+}
+
+size_t Session::slots_in_use() const {
+  std::lock_guard lock(slots_mu_);
+  return all_slots_.size() - free_slots_.size();
+}
+
+void Session::release_worker(Worker& w) {
+  if (w.slot_) recycle_slot(w.slot_);
+  w.slot_ = nullptr;
+}
+
+void Session::ensure_out(RequestSlot* slot, size_t size) {
+  if (slot->out_cap >= size) return;
+  // Sized once for the largest reply, so a slot allocates at most once.
+  size_t cap = std::max(size, kRequestBufferSize);
+  slot->out.reset(new std::byte[cap]);
+  slot->out_cap = cap;
+}
+
+// ---------------------------------------------------------------------------
+// Processing one request
+
+void Session::process(Worker& w, std::span<const std::byte> request) {
+  if (!w.slot_) w.slot_ = acquire_slot();
+  RequestSlot* s = w.slot_;
+
+  abi::fuse_in_header h;
+  if (request.size() < sizeof(h)) {
+    // Without a header there is no unique to answer to.
+    malformed_.fetch_add(1);
+    log_warn("dropping a request of {} bytes (shorter than its header)",
+             request.size());
+    return;
+  }
+  std::memcpy(&h, request.data(), sizeof(h));
+  s->unique.store(h.unique, std::memory_order_relaxed);
+  s->opcode = h.opcode;
+  s->wire = w.wire_;
+  s->max_out = 0;
+  s->out_used = 0;
+  s->plus = false;
+  s->counted.clear();
+  s->state.store(RequestSlot::kActive, std::memory_order_relaxed);
+
+  if (opts_.debug)
+    log_debug("request unique={} opcode={} nodeid={} len={}", h.unique,
+              h.opcode, h.nodeid, h.len);
+
+  if (h.len != request.size()) {
+    malformed(s, "length in header does not match the bytes read");
+  } else {
+    dispatch(s, h, request.subspan(sizeof(h)));
+  }
+
+  // Whoever comes second recycles: if the reply was already sent, the
+  // worker keeps the slot; otherwise the completing thread will return it.
+  int prev = s->state.exchange(RequestSlot::kDetached, std::memory_order_acq_rel);
+  if (prev == RequestSlot::kCompleted) {
+    s->state.store(RequestSlot::kActive, std::memory_order_relaxed);
+  } else {
+    w.slot_ = acquire_slot();
+  }
+}
+
+void Session::malformed(RequestSlot* slot, const char* what) {
+  uint64_t n = malformed_.fetch_add(1) + 1;
+  if (n <= 10 || n % 1000 == 0)
+    log_warn("malformed request (opcode {}, unique {}): {}; answered EIO",
+             slot->opcode, slot->unique.load(), what);
+  finish(slot, EIO, nullptr, 0);
+}
+
+void Session::complete(RequestSlot* slot) {
+  int prev = slot->state.exchange(RequestSlot::kCompleted, std::memory_order_acq_rel);
+  if (prev == RequestSlot::kDetached) {
+    slot->state.store(RequestSlot::kActive, std::memory_order_relaxed);
+    recycle_slot(slot);
+  }
+}
+
+Result<void> Session::send_reply(RequestSlot* slot, int err,
+                                 const iovec* payload, int count) {
+  abi::fuse_out_header oh{};
+  size_t len = sizeof(oh);
+  iovec* iov = slot->iov;
+  int n = 1;
+  if (err == 0) {
+    for (int i = 0; i < count && n <= RequestSlot::kMaxIov; ++i) {
+      if (payload[i].iov_len == 0) continue;
+      iov[n++] = payload[i];
+      len += payload[i].iov_len;
+    }
+  }
+  oh.len = static_cast<uint32_t>(len);
+  oh.error = -err;
+  oh.unique = slot->unique.load(std::memory_order_relaxed);
+  iov[0] = {&oh, sizeof(oh)};
+  return slot->wire->send(iov, n);
+}
+
+void Session::finish(RequestSlot* slot, int err, const iovec* payload,
+                     int count) {
+  auto r = send_reply(slot, err, payload, count);
+  if (!r && r.error().value != ENOENT && r.error().value != ENODEV)
+    log_warn("reply to request {} (opcode {}) failed: {}",
+             slot->unique.load(), slot->opcode, r.error().message());
+  complete(slot);
+}
+
+// ---------------------------------------------------------------------------
+// fs::ReplySink
+
+namespace {
+RequestSlot* slot_of(fs::RequestToken t) { return static_cast<RequestSlot*>(t); }
+}  // namespace
+
+void Session::reply_error(fs::RequestToken t, int err) {
+  if (err < 0) err = -err;
+  if (err > 4095) err = EIO;
+  finish(slot_of(t), err, nullptr, 0);
+}
+
+void Session::reply_entry(fs::RequestToken t, const fs::Entry& e) {
+  RequestSlot* s = slot_of(t);
+  abi::fuse_entry_out out;
+  encode_entry(e, &out);
+  // Counted before sending: the kernel can only forget what it received.
+  if (e.ino) refs_.add(e.ino);
+  iovec v{&out, sizeof(out)};
+  auto r = send_reply(s, 0, &v, 1);
+  if (!r && e.ino && refs_.drop(e.ino, 1)) fs_.forget(e.ino);
+  complete(s);
+}
+
+void Session::reply_create(fs::RequestToken t, const fs::Entry& e,
+                           const fs::OpenInfo& o) {
+  RequestSlot* s = slot_of(t);
+  struct {
+    abi::fuse_entry_out entry;
+    abi::fuse_open_out open;
+  } out;
+  static_assert(sizeof(out) == sizeof(abi::fuse_entry_out) + sizeof(abi::fuse_open_out));
+  encode_entry(e, &out.entry);
+  encode_open(o, &out.open);
+  if (e.ino) refs_.add(e.ino);
+  iovec v{&out, sizeof(out)};
+  auto r = send_reply(s, 0, &v, 1);
+  if (!r && e.ino && refs_.drop(e.ino, 1)) fs_.forget(e.ino);
+  // If the kernel never got the open file it will never release it: do it
+  // here, with the answer going nowhere.
+  if (!r) fs_.release(fs::Context{}, e.ino, o.fh, 0, fs::StatusReply(&discard_, nullptr));
+  complete(s);
+}
+
+void Session::reply_attr(fs::RequestToken t, const fs::Attr& a, double timeout) {
+  abi::fuse_attr_out out{};
+  encode_timeout(timeout, &out.attr_valid, &out.attr_valid_nsec);
+  encode_attr(a, &out.attr);
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_open(fs::RequestToken t, const fs::OpenInfo& o) {
+  abi::fuse_open_out out;
+  encode_open(o, &out);
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_write(fs::RequestToken t, size_t written) {
+  RequestSlot* s = slot_of(t);
+  if (s->opcode == abi::FUSE_COPY_FILE_RANGE_64) {
+    abi::fuse_copy_file_range_out out{};
+    out.bytes_copied = written;
+    iovec v{&out, sizeof(out)};
+    finish(s, 0, &v, 1);
+    return;
+  }
+  abi::fuse_write_out out{};
+  out.size = static_cast<uint32_t>(std::min<size_t>(written, UINT32_MAX));
+  iovec v{&out, sizeof(out)};
+  finish(s, 0, &v, 1);
+}
+
+void Session::reply_data(fs::RequestToken t, std::span<const iovec> data) {
+  RequestSlot* s = slot_of(t);
+  // Clip to what the kernel asked for: a longer reply would be refused.
+  size_t budget = s->max_out;
+  iovec* clipped = s->iov + 1;  // send_reply copies from here into iov[1..]
+  int n = 0;
+  for (const iovec& v : data) {
+    if (budget == 0 || n == RequestSlot::kMaxIov) break;
+    size_t take = std::min(budget, v.iov_len);
+    clipped[n++] = {v.iov_base, take};
+    budget -= take;
+  }
+  if ((s->opcode == abi::FUSE_GETXATTR || s->opcode == abi::FUSE_LISTXATTR) &&
+      budget == 0) {
+    size_t total = 0;
+    for (const iovec& v : data) total += v.iov_len;
+    if (total > s->max_out) {
+      finish(s, ERANGE, nullptr, 0);
+      return;
+    }
+  }
+  // send_reply copies payload[i] into iov[i+1]; with payload == iov+1 the
+  // copy is in place.
+  finish(s, 0, clipped, n);
+}
+
+void Session::reply_xattr_size(fs::RequestToken t, size_t size) {
+  abi::fuse_getxattr_out out{};
+  out.size = static_cast<uint32_t>(size);
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_statfs(fs::RequestToken t, const fs::StatFs& st) {
+  abi::fuse_statfs_out out{};
+  out.st.blocks = st.blocks;
+  out.st.bfree = st.bfree;
+  out.st.bavail = st.bavail;
+  out.st.files = st.files;
+  out.st.ffree = st.ffree;
+  out.st.bsize = st.bsize;
+  out.st.namelen = st.namelen;
+  out.st.frsize = st.frsize;
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_lseek(fs::RequestToken t, uint64_t offset) {
+  abi::fuse_lseek_out out{};
+  out.offset = offset;
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+std::span<std::byte> Session::reply_buffer(fs::RequestToken t, size_t size) {
+  RequestSlot* s = slot_of(t);
+  ensure_out(s, size);
+  return {s->out.get(), size};
+}
+
+bool Session::dir_add(fs::RequestToken t, std::string_view name, fs::Ino ino,
+                      uint32_t type, uint64_t next_off, const fs::Entry* plus) {
+  RequestSlot* s = slot_of(t);
+  ensure_out(s, s->max_out);
+  size_t need = s->plus ? abi::fuse_direntplus_size(name.size())
+                        : abi::fuse_dirent_size(name.size());
+  if (s->out_used + need > s->max_out) return false;
+  std::byte* p = s->out.get() + s->out_used;
+  std::memset(p, 0, need);
+  abi::fuse_dirent d{};
+  d.ino = ino;
+  d.off = next_off;
+  d.namelen = static_cast<uint32_t>(name.size());
+  d.type = type;
+  if (s->plus) {
+    abi::fuse_entry_out eo{};
+    // "." and ".." never take a reference in the kernel; nor may we count one.
+    bool dots = name == "." || name == "..";
+    if (plus && !dots && plus->ino) {
+      encode_entry(*plus, &eo);
+      refs_.add(plus->ino);
+      s->counted.push_back(plus->ino);
+    }
+    std::memcpy(p, &eo, sizeof(eo));
+    p += sizeof(eo);
+  }
+  std::memcpy(p, &d, sizeof(d));
+  std::memcpy(p + sizeof(d), name.data(), name.size());
+  s->out_used += need;
+  return true;
+}
+
+void Session::reply_dir(fs::RequestToken t) {
+  RequestSlot* s = slot_of(t);
+  iovec v{s->out.get(), s->out_used};
+  auto r = send_reply(s, 0, &v, s->out_used ? 1 : 0);
+  if (!r) {
+    for (uint64_t ino : s->counted)
+      if (refs_.drop(ino, 1)) fs_.forget(ino);
+  }
+  complete(s);
+}
+
+bool Session::interrupted(fs::RequestToken t) const {
+  RequestSlot* s = slot_of(t);
+  uint64_t u = s->unique.load(std::memory_order_relaxed);
+  return s->interrupted_unique.load(std::memory_order_relaxed) == u;
+}
+
+void Session::handle_interrupt(std::span<const std::byte> arg) {
+  abi::fuse_interrupt_in in;
+  if (arg.size() < sizeof(in)) return;
+  std::memcpy(&in, arg.data(), sizeof(in));
+  std::lock_guard lock(slots_mu_);
+  for (auto& s : all_slots_) {
+    if (s->unique.load(std::memory_order_relaxed) == in.unique) {
+      s->interrupted_unique.store(in.unique, std::memory_order_relaxed);
+      return;
+    }
+  }
+  // Not found: the request was already answered (or is being answered right
+  // now); nothing to do. The interrupt needs no reply.
+}
+
+void Session::handle_forget(uint64_t ino, uint64_t n) {
+  if (refs_.drop(ino, n)) fs_.forget(ino);
+}
+
+// ---------------------------------------------------------------------------
+// Serving a mount
+
+void Session::worker_loop(Worker* w, std::span<std::byte> buf) {
+  auto* dev = static_cast<DevWire*>(w->wire());
+  for (;;) {
+    auto n = dev->channel().receive(buf);
+    if (!n) {
+      if (n.error().value != ENODEV)
+        log_error("reading /dev/fuse failed: {}", n.error().message());
+      break;
+    }
+    process(*w, buf.first(*n));
+  }
+  release_worker(*w);
+}
+
+namespace {
+
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t n)
+      : p(static_cast<std::byte*>(std::aligned_alloc(4096, n))), size(n) {}
+  ~AlignedBuffer() { std::free(p); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  std::span<std::byte> span() { return {p, size}; }
+  std::byte* p;
+  size_t size;
+};
+
+// Aborts the connection through the fuse control file system, which wakes
+// every reader with ENODEV even while a lazy unmount waits for open files.
+bool abort_connection(dev_t dev) {
+  std::string path = "/sys/fs/fuse/connections/" + std::to_string(minor(dev)) + "/abort";
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return false;
+  return ::write(fd.get(), "1", 1) == 1;
+}
+
+}  // namespace
+
+Result<void> Session::serve(transport::FuseMount& mount) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  unsigned threads = opts_.threads;
+  if (threads == 0) threads = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
+
+  DevWire master(transport::DevChannel::borrow(mount.fd()));
+  Worker first(&master);
+  AlignedBuffer first_buf(kRequestBufferSize);
+
+  // INIT comes first, on the mount's own fd.
+  while (!initialized_.load()) {
+    auto n = master.channel().receive(first_buf.span());
+    if (!n) {
+      release_worker(first);
+      return n.error();
+    }
+    process(first, first_buf.span().first(*n));
+  }
+
+  // The connection's device number, for an emergency abort.
+  dev_t conn_dev = 0;
+  {
+    struct stat st;
+    if (::stat(mount.mountpoint().c_str(), &st) == 0) conn_dev = st.st_dev;
+  }
+
+  std::vector<std::unique_ptr<DevWire>> wires;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> pool;
+  std::atomic<unsigned> running{0};
+  auto start = [&](Worker* w, std::unique_ptr<AlignedBuffer> buf) {
+    running.fetch_add(1);
+    pool.emplace_back([this, w, b = std::move(buf), &running]() mutable {
+      worker_loop(w, b->span());
+      running.fetch_sub(1);
+    });
+  };
+  start(&first, std::make_unique<AlignedBuffer>(kRequestBufferSize));
+  for (unsigned i = 1; i < threads; ++i) {
+    auto ch = transport::DevChannel::clone_from(mount.fd());
+    if (!ch) {
+      log_warn("cloning /dev/fuse for worker {} failed ({}); serving with {}",
+               i, ch.error().message(), i);
+      break;
+    }
+    wires.push_back(std::make_unique<DevWire>(std::move(*ch)));
+    workers.push_back(std::make_unique<Worker>(wires.back().get()));
+    start(workers.back().get(), std::make_unique<AlignedBuffer>(kRequestBufferSize));
+  }
+
+  int signals_seen = 0;
+  while (running.load() > 0) {
+    timespec timeout{0, 100 * 1000 * 1000};
+    int sig = ::sigtimedwait(&stop_signals, nullptr, &timeout);
+    if (sig < 0) continue;
+    ++signals_seen;
+    if (signals_seen == 1) {
+      log_info("signal {}: unmounting {}", sig, mount.mountpoint());
+      mount.unmount();
+      // A lazy unmount waits for open files; if none are open the
+      // connection ends now. Either way, abort so that we do exit.
+      if (conn_dev) abort_connection(conn_dev);
+    } else if (!conn_dev || !abort_connection(conn_dev)) {
+      log_error("second signal and the connection cannot be aborted; exiting");
+      std::_Exit(1);
+    }
+  }
+  for (auto& t : pool) t.join();
+
+  // The kernel is gone: it holds no references any more.
+  for (uint64_t ino : refs_.clear()) fs_.forget(ino);
+  if (!destroyed_.exchange(true)) fs_.destroy();
+  return {};
+}
+
+}  // namespace zest::server

@@ -1,0 +1,158 @@
+// Session: one FUSE connection served for one file system.
+//
+// Owns the protocol: INIT negotiation, decoding each request into a call on
+// fs::FileSystem, encoding replies (it is the fs::ReplySink), inode
+// reference counting (InodeRefs), interrupts, and the worker threads, one
+// per /dev/fuse channel. It knows the protocol, not any file system.
+//
+// Threads: serve() runs INIT on the caller's thread, starts the workers and
+// then waits for SIGINT/SIGTERM/SIGHUP or for the mount to go away. Replies
+// may be completed from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "abi/fuse_abi.h"
+#include "base/result.h"
+#include "fs/filesystem.h"
+#include "server/inode_refs.h"
+#include "server/request_slot.h"
+#include "server/wire.h"
+#include "transport/mount.h"
+
+namespace zest::server {
+
+struct SessionOptions {
+  unsigned threads = 0;  // 0: one per online CPU
+  bool debug = false;    // log every request
+};
+
+// What INIT settled on.
+struct Negotiated {
+  uint32_t major = 0;
+  uint32_t minor = 0;
+  uint64_t flags = 0;  // both flags words, flags2 in the high half
+  uint32_t max_write = 0;
+  uint32_t max_readahead = 0;
+  uint16_t max_pages = 0;
+};
+
+class Session final : public fs::ReplySink {
+ public:
+  // Bytes a request buffer needs: the largest write plus headers.
+  static constexpr size_t kRequestBufferSize = (1u << 20) + 4096;
+
+  Session(fs::FileSystem& fs, SessionOptions opts);
+  ~Session() override;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Serves `mount` until it is unmounted or a stop signal arrives. Blocks
+  // SIGINT/SIGTERM/SIGHUP in the calling thread (workers inherit that).
+  Result<void> serve(transport::FuseMount& mount);
+
+  // A worker's context: its wire and its current request slot.
+  class Worker {
+   public:
+    explicit Worker(Wire* wire) : wire_(wire) {}
+    Wire* wire() const { return wire_; }
+
+   private:
+    friend class Session;
+    Wire* wire_;
+    RequestSlot* slot_ = nullptr;
+  };
+
+  // Decodes and answers one raw request (used by the workers, and by tests
+  // to drive the protocol without a kernel). Never throws; a malformed
+  // request is answered EIO and logged.
+  void process(Worker& w, std::span<const std::byte> request);
+  void release_worker(Worker& w);
+
+  bool initialized() const { return initialized_.load(); }
+  const Negotiated& negotiated() const { return neg_; }
+  const InodeRefs& refs() const { return refs_; }
+  uint64_t malformed_count() const { return malformed_.load(); }
+  // Requests whose reply has not been sent yet (async replies in flight).
+  size_t slots_in_use() const;
+
+  // fs::ReplySink
+  void reply_error(fs::RequestToken, int err) override;
+  void reply_entry(fs::RequestToken, const fs::Entry&) override;
+  void reply_create(fs::RequestToken, const fs::Entry&, const fs::OpenInfo&) override;
+  void reply_attr(fs::RequestToken, const fs::Attr&, double timeout) override;
+  void reply_open(fs::RequestToken, const fs::OpenInfo&) override;
+  void reply_write(fs::RequestToken, size_t written) override;
+  void reply_data(fs::RequestToken, std::span<const iovec> data) override;
+  void reply_xattr_size(fs::RequestToken, size_t size) override;
+  void reply_statfs(fs::RequestToken, const fs::StatFs&) override;
+  void reply_lseek(fs::RequestToken, uint64_t offset) override;
+  std::span<std::byte> reply_buffer(fs::RequestToken, size_t size) override;
+  bool dir_add(fs::RequestToken, std::string_view name, fs::Ino ino,
+               uint32_t type, uint64_t next_off, const fs::Entry* plus) override;
+  void reply_dir(fs::RequestToken) override;
+  bool interrupted(fs::RequestToken) const override;
+
+ private:
+  void dispatch(RequestSlot* slot, const abi::fuse_in_header& h,
+                std::span<const std::byte> arg);
+  void handle_init(RequestSlot* slot, std::span<const std::byte> arg);
+  void handle_interrupt(std::span<const std::byte> arg);
+  void handle_forget(uint64_t ino, uint64_t n);
+  void malformed(RequestSlot* slot, const char* what);
+
+  // Sends header + payload for `slot` and hands the slot back.
+  void finish(RequestSlot* slot, int err, const iovec* payload, int count);
+  Result<void> send_reply(RequestSlot* slot, int err, const iovec* payload,
+                          int count);
+  void complete(RequestSlot* slot);
+  void ensure_out(RequestSlot* slot, size_t size);
+
+  RequestSlot* acquire_slot();
+  void recycle_slot(RequestSlot* slot);
+
+  void worker_loop(Worker* w, std::span<std::byte> buf);
+
+  // Takes replies that have nowhere to go (clean-up calls the server makes
+  // on its own, such as releasing a file the kernel never learned of).
+  class DiscardSink final : public fs::ReplySink {
+   public:
+    void reply_error(fs::RequestToken, int) override {}
+    void reply_entry(fs::RequestToken, const fs::Entry&) override {}
+    void reply_create(fs::RequestToken, const fs::Entry&, const fs::OpenInfo&) override {}
+    void reply_attr(fs::RequestToken, const fs::Attr&, double) override {}
+    void reply_open(fs::RequestToken, const fs::OpenInfo&) override {}
+    void reply_write(fs::RequestToken, size_t) override {}
+    void reply_data(fs::RequestToken, std::span<const iovec>) override {}
+    void reply_xattr_size(fs::RequestToken, size_t) override {}
+    void reply_statfs(fs::RequestToken, const fs::StatFs&) override {}
+    void reply_lseek(fs::RequestToken, uint64_t) override {}
+    std::span<std::byte> reply_buffer(fs::RequestToken, size_t) override { return {}; }
+    bool dir_add(fs::RequestToken, std::string_view, fs::Ino, uint32_t, uint64_t,
+                 const fs::Entry*) override { return false; }
+    void reply_dir(fs::RequestToken) override {}
+    bool interrupted(fs::RequestToken) const override { return false; }
+  };
+
+  fs::FileSystem& fs_;
+  SessionOptions opts_;
+  DiscardSink discard_;
+  Negotiated neg_;
+  std::atomic<bool> initialized_{false};
+  std::atomic<bool> destroyed_{false};
+  InodeRefs refs_;
+  std::atomic<uint64_t> malformed_{0};
+
+  mutable std::mutex slots_mu_;
+  std::vector<std::unique_ptr<RequestSlot>> all_slots_;
+  std::vector<RequestSlot*> free_slots_;
+};
+
+}  // namespace zest::server

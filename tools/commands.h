@@ -1,0 +1,18 @@
+// Subcommands of the `zest` tool. Each registers itself on the CLI11 app
+// and returns the exit code of its run.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace zest::tools {
+
+// Adds `mount` and `umount`; the returned functions run them after parsing.
+std::function<int()> add_mount_command(CLI::App& app);
+std::function<int()> add_umount_command(CLI::App& app);
+// `zest` with no arguments: mount the default file system on the default
+// mountpoint, as a daemon, and say where and how to unmount.
+int run_default_mount();
+
+}  // namespace zest::tools

@@ -1,0 +1,24 @@
+// zest: mount, unmount (and later mkfs, fsck, stat, bench) zest file systems.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"zest: file systems in user space at kernel speed", "zest"};
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  app.require_subcommand(0, 1);
+  auto run_mount = zest::tools::add_mount_command(app);
+  auto run_umount = zest::tools::add_umount_command(app);
+  app.footer("With no arguments, zest mounts the default file system on the "
+             "default mountpoint.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (app.got_subcommand("mount")) return run_mount();
+  if (app.got_subcommand("umount")) return run_umount();
+  return zest::tools::run_default_mount();
+}

@@ -1,0 +1,248 @@
+// zest mount / zest umount.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "server/session.h"
+#include "tools/commands.h"
+#include "tools/fs_registry.h"
+#include "transport/mount.h"
+
+namespace zest::tools {
+namespace {
+
+struct MountArgs {
+  std::string fs_type = default_fs();
+  std::vector<std::string> positional;  // [SOURCE] MOUNTPOINT
+  bool foreground = false;
+  unsigned threads = 0;
+  std::vector<std::string> options;  // -o, each possibly comma separated
+  bool debug = false;
+};
+
+void error(const std::string& what) { fmt::print(stderr, "zest: {}\n", what); }
+
+std::vector<std::string> split_options(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (const std::string& s : in) {
+    size_t start = 0;
+    while (start <= s.size()) {
+      size_t comma = s.find(',', start);
+      if (comma == std::string::npos) comma = s.size();
+      if (comma > start) out.push_back(s.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+// Splits -o into kernel mount options and file-system options.
+bool parse_mount_options(const std::vector<std::string>& all,
+                         transport::MountOptions* mo,
+                         std::vector<std::string>* fs_opts, std::string* why) {
+  for (const std::string& o : all) {
+    if (o == "ro") {
+      mo->read_only = true;
+    } else if (o == "rw") {
+      mo->read_only = false;
+    } else if (o == "allow_other") {
+      mo->allow_other = true;
+    } else if (o == "noallow_other") {
+      mo->allow_other = false;
+    } else if (o == "default_permissions") {
+      mo->default_permissions = true;
+    } else if (o.rfind("fsname=", 0) == 0) {
+      mo->fsname = o.substr(7);
+    } else if (o.rfind("max_read=", 0) == 0) {
+      try {
+        mo->max_read = static_cast<uint32_t>(std::stoul(o.substr(9)));
+      } catch (...) {
+        *why = fmt::format("bad value in -o {}", o);
+        return false;
+      }
+    } else {
+      fs_opts->push_back(o);
+    }
+  }
+  return true;
+}
+
+// Runs the server for an already created mount until it is unmounted.
+int serve(transport::FuseMount& mount, FsChoice& choice, const MountArgs& args) {
+  server::SessionOptions so;
+  so.threads = args.threads;
+  so.debug = args.debug;
+  server::Session session(*choice.fs, so);
+  auto r = session.serve(mount);
+  // The file system goes before the session: pending async replies still
+  // complete through the session while the file system shuts down.
+  choice.fs.reset();
+  if (!r) {
+    error(fmt::format("{}: serving failed: {}", mount.mountpoint(), r.error().message()));
+    return 1;
+  }
+  return 0;
+}
+
+int do_mount(MountArgs args, bool announce_default) {
+  if (args.debug) set_log_level(LogLevel::Debug);
+  std::string source, mountpoint;
+  if (args.positional.size() == 1) {
+    mountpoint = args.positional[0];
+  } else if (args.positional.size() == 2) {
+    source = args.positional[0];
+    mountpoint = args.positional[1];
+  } else {
+    error("mount: expected [SOURCE] MOUNTPOINT");
+    return 2;
+  }
+
+  transport::MountOptions mo;
+  mo.subtype = "zest";
+  std::vector<std::string> fs_opts;
+  std::string why;
+  if (!parse_mount_options(split_options(args.options), &mo, &fs_opts, &why)) {
+    error("mount: " + why);
+    return 2;
+  }
+  auto choice = make_fs(args.fs_type, source, fs_opts, &why);
+  if (!choice) {
+    error("mount: " + why);
+    return 2;
+  }
+  if (mo.fsname == "zest") mo.fsname = choice->fsname;
+  if (::access("/dev/fuse", F_OK) != 0) {
+    error("mount: /dev/fuse does not exist (load the fuse module: modprobe fuse)");
+    return 1;
+  }
+  if (auto r = transport::check_mountpoint(mountpoint, &why); !r) {
+    error(fmt::format("mount: {}: {}", mountpoint, why));
+    return 1;
+  }
+
+  if (args.foreground) {
+    auto mount = transport::FuseMount::mount(mountpoint, mo, &why);
+    if (!mount) {
+      error(fmt::format("mount: {}: {}", mountpoint, why));
+      return 1;
+    }
+    return serve(*mount, *choice, args);
+  }
+
+  // Daemon: the child mounts and reports back through a pipe, so the parent
+  // exits only once the mount exists (or with the child's error).
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    error(fmt::format("mount: pipe: {}", std::strerror(errno)));
+    return 1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    error(fmt::format("mount: fork: {}", std::strerror(errno)));
+    return 1;
+  }
+  if (pid > 0) {
+    ::close(pipefd[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0) msg.append(buf, n);
+    ::close(pipefd[0]);
+    if (msg.rfind("ok", 0) != 0) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      error(msg.empty() ? "mount: the server exited before mounting" : msg);
+      return 1;
+    }
+    std::string where = msg.substr(3);
+    if (announce_default)
+      fmt::print("zest: {} mounted on {} (server pid {})\n"
+                 "      unmount with: zest umount {}\n",
+                 args.fs_type, where, pid, where);
+    return 0;
+  }
+  ::close(pipefd[0]);
+  ::setsid();
+  auto mount = transport::FuseMount::mount(mountpoint, mo, &why);
+  std::string report = mount ? "ok " + mount->mountpoint()
+                             : fmt::format("mount: {}: {}", mountpoint, why);
+  (void)!::write(pipefd[1], report.data(), report.size());
+  ::close(pipefd[1]);
+  if (!mount) ::_exit(1);
+  int devnull = ::open("/dev/null", O_RDWR);
+  if (devnull >= 0) {
+    ::dup2(devnull, STDIN_FILENO);
+    ::dup2(devnull, STDOUT_FILENO);
+    ::dup2(devnull, STDERR_FILENO);
+    if (devnull > STDERR_FILENO) ::close(devnull);
+  }
+  (void)!::chdir("/");
+  ::_exit(serve(*mount, *choice, args));
+}
+
+}  // namespace
+
+std::function<int()> add_mount_command(CLI::App& app) {
+  auto args = std::make_shared<MountArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "mount", "Mount a zest file system: zest mount [--fs TYPE] [SOURCE] MOUNTPOINT");
+  cmd->add_option("--fs,-t", args->fs_type, "File system type")
+      ->check(CLI::IsMember(fs_names()));
+  cmd->add_option("args", args->positional, "[SOURCE] MOUNTPOINT")
+      ->expected(1, 2)->required();
+  cmd->add_flag("-f,--foreground", args->foreground,
+                "Stay in the foreground (default: run as a daemon)");
+  cmd->add_option("--threads", args->threads,
+                  "Worker threads, one /dev/fuse channel each (default: online CPUs)");
+  cmd->add_option("-o", args->options,
+                  "Options, comma separated: ro, noallow_other, fsname=NAME, "
+                  "max_read=N, and the file system's own")
+      ->allow_extra_args(false);
+  cmd->add_flag("-d,--debug", args->debug, "Log every request (implies -f)");
+  cmd->footer(fs_options_help());
+  return [args]() {
+    if (args->debug) args->foreground = true;
+    return do_mount(*args, true);
+  };
+}
+
+std::function<int()> add_umount_command(CLI::App& app) {
+  auto mp = std::make_shared<std::string>();
+  auto lazy = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("umount", "Unmount a zest file system");
+  cmd->add_option("MOUNTPOINT", *mp, "Where it is mounted")->required();
+  cmd->add_flag("-l,--lazy", *lazy, "Detach now, finish when no longer busy");
+  return [mp, lazy]() {
+    std::string why;
+    auto r = transport::unmount_path(*mp, *lazy, &why);
+    if (!r) {
+      error(fmt::format("umount: {}: {}", *mp, why));
+      return 1;
+    }
+    return 0;
+  };
+}
+
+int run_default_mount() {
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  std::string mp = fmt::format("{}/zest", runtime && *runtime ? runtime : "/tmp");
+  if (::mkdir(mp.c_str(), 0755) != 0 && errno != EEXIST) {
+    error(fmt::format("cannot create default mountpoint {}: {}", mp, std::strerror(errno)));
+    return 1;
+  }
+  MountArgs args;
+  args.positional = {mp};
+  return do_mount(args, true);
+}
+
+}  // namespace zest::tools
