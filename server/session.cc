@@ -69,9 +69,10 @@ void Session::process(Worker& w, std::span<const std::byte> request) {
   abi::fuse_in_header h;
   if (request.size() < sizeof(h)) {
     // Without a header there is no unique to answer to.
-    malformed_.fetch_add(1);
-    log_warn("dropping a request of {} bytes (shorter than its header)",
-             request.size());
+    uint64_t n = malformed_.fetch_add(1) + 1;
+    if (n <= 10 || n % 1000 == 0)
+      log_warn("dropping a request of {} bytes (shorter than its header)",
+               request.size());
     return;
   }
   std::memcpy(&h, request.data(), sizeof(h));
