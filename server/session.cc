@@ -1,6 +1,7 @@
 #include "server/session.h"
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <fcntl.h>
@@ -386,8 +387,14 @@ struct AlignedBuffer {
 // Aborts the connection through the fuse control file system, which wakes
 // every reader with ENODEV even while a lazy unmount waits for open files.
 bool abort_connection(dev_t dev) {
-  std::string path = "/sys/fs/fuse/connections/" + std::to_string(minor(dev)) + "/abort";
+  const char* dir = "/sys/fs/fuse/connections";
+  std::string path = std::string(dir) + "/" + std::to_string(minor(dev)) + "/abort";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd && errno == ENOENT) {
+    // fusectl is often not mounted; as root we can mount it.
+    ::mount("fusectl", dir, "fusectl", 0, nullptr);
+    fd.reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  }
   if (!fd) return false;
   return ::write(fd.get(), "1", 1) == 1;
 }
@@ -420,12 +427,9 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     process(first, first_buf.span().first(*n));
   }
 
-  // The connection's device number, for an emergency abort.
-  dev_t conn_dev = 0;
-  {
-    struct stat st;
-    if (::stat(mount.mountpoint().c_str(), &st) == 0) conn_dev = st.st_dev;
-  }
+  // The connection's device number, for an emergency abort. (Never stat
+  // the mountpoint here: no worker would be there to answer.)
+  dev_t conn_dev = mount.device();
 
   std::vector<std::unique_ptr<DevWire>> wires;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -451,21 +455,30 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     start(workers.back().get(), std::make_unique<AlignedBuffer>(kRequestBufferSize));
   }
 
+  // First stop signal: lazy unmount, which ends the connection as soon as
+  // no file is open. If files stay open for a second, or a second signal
+  // comes, abort the connection (open files then see ENOTCONN).
   int signals_seen = 0;
+  int ticks_since_signal = 0;
+  bool aborted = false;
   while (running.load() > 0) {
     timespec timeout{0, 100 * 1000 * 1000};
     int sig = ::sigtimedwait(&stop_signals, nullptr, &timeout);
-    if (sig < 0) continue;
-    ++signals_seen;
-    if (signals_seen == 1) {
+    if (sig < 0) {
+      if (signals_seen && !aborted && ++ticks_since_signal >= 10) {
+        log_info("{}: files still open; aborting the connection", mount.mountpoint());
+        aborted = abort_connection(conn_dev);
+      }
+      continue;
+    }
+    if (++signals_seen == 1) {
       log_info("signal {}: unmounting {}", sig, mount.mountpoint());
       mount.unmount();
-      // A lazy unmount waits for open files; if none are open the
-      // connection ends now. Either way, abort so that we do exit.
-      if (conn_dev) abort_connection(conn_dev);
-    } else if (!conn_dev || !abort_connection(conn_dev)) {
-      log_error("second signal and the connection cannot be aborted; exiting");
+    } else if (!abort_connection(conn_dev)) {
+      log_error("cannot abort the FUSE connection; exiting at once");
       std::_Exit(1);
+    } else {
+      aborted = true;
     }
   }
   for (auto& t : pool) t.join();

@@ -6,9 +6,11 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -44,6 +46,7 @@ std::string unescape_mountinfo(const std::string& s) {
 struct MountInfo {
   std::string mountpoint;
   std::string fstype;
+  dev_t device = 0;
 };
 
 std::vector<MountInfo> read_mountinfo() {
@@ -59,9 +62,18 @@ std::vector<MountInfo> read_mountinfo() {
     }
     std::string fstype;
     ls >> fstype;
-    out.push_back({unescape_mountinfo(mp), fstype});
+    unsigned maj = 0, min = 0;
+    std::sscanf(devno.c_str(), "%u:%u", &maj, &min);
+    out.push_back({unescape_mountinfo(mp), fstype, makedev(maj, min)});
   }
   return out;
+}
+
+dev_t device_of(const std::string& canonical_mountpoint) {
+  dev_t dev = 0;
+  for (auto& m : read_mountinfo())
+    if (m.mountpoint == canonical_mountpoint) dev = m.device;  // topmost wins
+  return dev;
 }
 
 std::string canonical(const std::string& path) {
@@ -185,6 +197,7 @@ Result<FuseMount> FuseMount::mount(const std::string& mountpoint,
               data.c_str()) == 0) {
     m.privileged_ = true;
     m.mounted_ = true;
+    m.device_ = device_of(m.mountpoint_);
     return m;
   }
   int merr = errno;
@@ -217,6 +230,7 @@ Result<FuseMount> FuseMount::mount(const std::string& mountpoint,
   }
   m.fd_ = std::move(*fd);
   m.mounted_ = true;
+  m.device_ = device_of(m.mountpoint_);
   return m;
 }
 
@@ -227,6 +241,7 @@ FuseMount& FuseMount::operator=(FuseMount&& o) noexcept {
     mountpoint_ = std::move(o.mountpoint_);
     privileged_ = o.privileged_;
     mounted_ = std::exchange(o.mounted_, false);
+    device_ = o.device_;
   }
   return *this;
 }

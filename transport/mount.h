@@ -7,6 +7,8 @@
 // unmount) unless unmount() or release() was called.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -38,13 +40,16 @@ class FuseMount {
   static Result<FuseMount> mount(const std::string& mountpoint,
                                  const MountOptions& opts, std::string* why);
   FuseMount() = default;
-  FuseMount(FuseMount&&) noexcept = default;
+  FuseMount(FuseMount&& o) noexcept { *this = std::move(o); }
   FuseMount& operator=(FuseMount&&) noexcept;
   ~FuseMount();
 
   int fd() const { return fd_.get(); }
   const std::string& mountpoint() const { return mountpoint_; }
   bool privileged() const { return privileged_; }
+  // The connection's device number (its fusectl directory is its minor),
+  // read from /proc/self/mountinfo, so it never calls into the file system.
+  dev_t device() const { return device_; }
 
   // Detaches the mount (MNT_DETACH, or fusermount3 -u -z). Idempotent.
   void unmount();
@@ -54,6 +59,7 @@ class FuseMount {
   std::string mountpoint_;
   bool privileged_ = false;
   bool mounted_ = false;
+  dev_t device_ = 0;
 };
 
 // Unmounts a FUSE mount point from outside the serving process (zest umount).
