@@ -7,8 +7,12 @@
 //
 // Inode references: the server counts the references the kernel holds (each
 // successful EntryReply/CreateReply and each readdirplus entry adds one,
-// FORGET removes them) and calls forget(ino) once none remain. An inode with
-// no links left may be freed then, once no file handle is open on it either.
+// FORGET removes them) and calls forget(ino) once none remain. A file system
+// decides whether to free an inode with no links and no open handle by
+// asking KernelRefs::referenced() under that inode's lock, and re-checks on
+// forget(). The count is taken inside the reply call, so a file system that
+// replies with an entry while holding the inode's lock (as it must, to keep
+// the name valid) can never miss a reference being handed out.
 //
 // Permission checks on access are done by the kernel (default_permissions);
 // a file system applies ownership rules of its own (setgid directories,
@@ -27,6 +31,15 @@
 
 namespace zest::fs {
 
+// The server's count of the kernel's references (see above).
+class KernelRefs {
+ public:
+  virtual bool referenced(Ino ino) const = 0;
+
+ protected:
+  ~KernelRefs() = default;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
@@ -34,10 +47,12 @@ class FileSystem {
   // --- lifetime ---------------------------------------------------------
   virtual Capabilities capabilities() const { return {}; }
   // Called once the kernel connection is up, before any other operation.
-  virtual void init() {}
+  // `refs` stays valid until destroy().
+  virtual void init(const KernelRefs* /*refs*/) {}
   // Called when the kernel connection ends (unmount).
   virtual void destroy() {}
-  // The kernel holds no more references to `ino` (see top of file).
+  // The kernel holds no more references to `ino` (see top of file); a
+  // reference may have been handed out again since, so check referenced().
   virtual void forget(Ino /*ino*/) {}
 
   // --- names ------------------------------------------------------------

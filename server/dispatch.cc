@@ -69,7 +69,7 @@ void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
   neg_.max_readahead = out.max_readahead;
   neg_.max_pages = out.max_pages;
 
-  fs_.init();
+  fs_.init(&refs_);
   size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);
   iovec v{&out, size};
   initialized_.store(true);

@@ -16,10 +16,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fs/filesystem.h"
+
 namespace zest::server {
 
-class InodeRefs {
+class InodeRefs final : public fs::KernelRefs {
  public:
+  bool referenced(uint64_t ino) const override { return count(ino) != 0; }
   void add(uint64_t ino, uint64_t n = 1);
   // Drops n references; returns true when none remain (and forgets ino).
   // Dropping more than are held clamps at zero and returns true.

@@ -1,0 +1,218 @@
+// MemFs attribute operations: setattr, readlink, access, statfs, xattrs.
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+
+#include "memfs/mem_fs.h"
+
+namespace zest::memfs {
+namespace {
+
+constexpr size_t kXattrNameMax = 255;      // XATTR_NAME_MAX
+constexpr size_t kXattrSizeMax = 1 << 16;  // XATTR_SIZE_MAX
+
+enum class Ns { User, Trusted, Security };
+
+// The namespace of an xattr name, or the errno the kernel gives for it.
+Result<Ns> xattr_namespace(std::string_view name) {
+  if (name.empty() || name.size() > kXattrNameMax) return Errno(ERANGE);
+  struct Prefix {
+    std::string_view text;
+    Ns ns;
+  };
+  for (Prefix p : {Prefix{"user.", Ns::User}, Prefix{"trusted.", Ns::Trusted},
+                   Prefix{"security.", Ns::Security}}) {
+    if (name.substr(0, p.text.size()) == p.text) {
+      if (name.size() == p.text.size()) return Errno(EINVAL);
+      return p.ns;
+    }
+  }
+  return Errno(EOPNOTSUPP);  // system.* (ACLs) and anything else
+}
+
+// xattr_permission(): user.* only on regular files and directories;
+// trusted.* only for CAP_SYS_ADMIN (root here). 0 when allowed.
+int xattr_permission(const fs::Context& ctx, const Inode& i, Ns ns, bool write) {
+  if (ns == Ns::User && !i.is_reg() && !i.is_dir()) return write ? EPERM : ENODATA;
+  if (ns == Ns::Trusted && ctx.uid != 0) return write ? EPERM : ENODATA;
+  return 0;
+}
+
+bool is_trusted(const std::string& name) { return name.rfind("trusted.", 0) == 0; }
+
+}  // namespace
+
+void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
+                    fs::AttrReply r) {
+  using A = fs::SetAttr;
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  std::unique_lock lock(i->mu);
+  if (i->freed) return r.error(ENOENT);
+  const timespec t = now();
+  // ctime moves on every setattr (chown(f, -1, -1) arrives with no fields
+  // and still marks it), except truncate(2) to the size the file already
+  // has, which changes nothing on tmpfs (shmem_setattr). ftruncate(2) and
+  // O_TRUNC come with a file handle and always mark mtime and ctime, as the
+  // VFS passes ATTR_MTIME|ATTR_CTIME for them.
+  bool changed = (s.valid & ~(A::kSize | A::kKillSuidGid)) != 0 ||
+                 !(s.valid & A::kSize);
+  if (s.valid & A::kSize) {
+    if (!i->is_reg()) return r.error(i->is_dir() ? EISDIR : EINVAL);
+    if (s.size > kMaxFileSize) return r.error(EFBIG);
+    const bool resized = s.size != i->file->size();
+    Status st = i->file->truncate(s.size);
+    if (!st) return r.error(st.error().value);
+    if (resized || s.has_fh) {
+      i->mtime = t;
+      changed = true;
+    }
+  }
+  if (s.valid & A::kMode) i->mode = i->type | (s.mode & 07777);
+  if (s.valid & A::kUid) i->uid = s.uid;
+  if (s.valid & A::kGid) i->gid = s.gid;
+  // chown of a non-directory drops set-id bits (chown_common), as does a
+  // truncation the kernel marks so.
+  if (((s.valid & (A::kUid | A::kGid)) && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
+    if (i->kill_suid_sgid()) changed = true;
+  }
+  if (s.valid & A::kAtime) i->atime = s.atime;
+  if (s.valid & A::kAtimeNow) i->atime = t;
+  if (s.valid & A::kMtime) i->mtime = s.mtime;
+  if (s.valid & A::kMtimeNow) i->mtime = t;
+  if (s.valid & A::kCtime) {
+    i->ctime = s.ctime;
+  } else if (changed) {
+    i->ctime = t;
+  }
+  r.ok(i->attr(), opts_.attr_timeout);
+}
+
+void MemFs::readlink(const fs::Context&, fs::Ino ino, fs::DataReply r) {
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  if (!i->is_symlink()) return r.error(EINVAL);
+  std::shared_lock lock(i->mu);
+  r.ok(std::string_view(i->target));
+}
+
+void MemFs::access(const fs::Context& ctx, fs::Ino ino, uint32_t mask,
+                   fs::StatusReply r) {
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  std::shared_lock lock(i->mu);
+  mask &= R_OK | W_OK | X_OK;
+  if (mask == 0) return r.ok();  // F_OK: it exists
+  if (ctx.uid == 0) {
+    // Root may read and write anything; execute needs some x bit on a
+    // non-directory (generic_permission with CAP_DAC_OVERRIDE).
+    if ((mask & X_OK) && !i->is_dir() && !(i->mode & 0111)) return r.error(EACCES);
+    return r.ok();
+  }
+  uint32_t bits;
+  if (ctx.uid == i->uid) {
+    bits = (i->mode >> 6) & 7;
+  } else if (ctx.gid == i->gid) {
+    bits = (i->mode >> 3) & 7;
+  } else {
+    bits = i->mode & 7;
+  }
+  if ((bits & mask) != mask) return r.error(EACCES);
+  r.ok();
+}
+
+void MemFs::statfs(const fs::Context&, fs::Ino, fs::StatfsReply r) {
+  fs::StatFs s;
+  s.bsize = s.frsize = kPageSize;
+  s.blocks = budget_.max_pages();
+  s.bfree = s.bavail = s.blocks - std::min(s.blocks, budget_.used_pages());
+  s.files = budget_.max_inodes();
+  s.ffree = s.files - std::min(s.files, budget_.used_inodes());
+  s.namelen = 255;
+  r.ok(s);
+}
+
+// --- extended attributes ------------------------------------------------------
+
+void MemFs::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
+                     std::span<const std::byte> value, uint32_t flags,
+                     fs::StatusReply r) {
+  if (flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return r.error(EINVAL);
+  Result<Ns> ns = xattr_namespace(name);
+  if (!ns) return r.error(ns.error().value);
+  if (value.size() > kXattrSizeMax) return r.error(E2BIG);
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  if (int err = xattr_permission(ctx, *i, *ns, true)) return r.error(err);
+  std::unique_lock lock(i->mu);
+  auto it = i->xattrs.find(name);
+  if (it != i->xattrs.end() && (flags & XATTR_CREATE)) return r.error(EEXIST);
+  if (it == i->xattrs.end() && (flags & XATTR_REPLACE)) return r.error(ENODATA);
+  if (it == i->xattrs.end()) {
+    i->xattrs.emplace(std::string(name), std::vector<std::byte>(value.begin(), value.end()));
+  } else {
+    it->second.assign(value.begin(), value.end());
+  }
+  i->touch_ctime();
+  r.ok();
+}
+
+void MemFs::getxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
+                     uint32_t size, fs::XattrReply r) {
+  Result<Ns> ns = xattr_namespace(name);
+  if (!ns) return r.error(ns.error().value);
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  if (int err = xattr_permission(ctx, *i, *ns, false)) return r.error(err);
+  std::shared_lock lock(i->mu);
+  auto it = i->xattrs.find(name);
+  if (it == i->xattrs.end()) return r.error(ENODATA);
+  if (size == 0) return r.ok_size(it->second.size());
+  if (size < it->second.size()) return r.error(ERANGE);
+  r.ok(std::span<const std::byte>(it->second));
+}
+
+void MemFs::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size,
+                      fs::XattrReply r) {
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  std::shared_lock lock(i->mu);
+  // trusted.* names are listed only to a privileged caller, as tmpfs does.
+  const bool show_trusted = ctx.uid == 0;
+  size_t total = 0;
+  for (const auto& [name, value] : i->xattrs) {
+    if (show_trusted || !is_trusted(name)) total += name.size() + 1;
+  }
+  if (size == 0) return r.ok_size(total);
+  if (size < total) return r.error(ERANGE);
+  if (total == 0) return r.ok(std::span<const std::byte>());
+  std::span<std::byte> buf = r.buffer(total);
+  size_t pos = 0;
+  for (const auto& [name, value] : i->xattrs) {
+    if (!show_trusted && is_trusted(name)) continue;
+    std::memcpy(buf.data() + pos, name.data(), name.size());
+    pos += name.size();
+    buf[pos++] = std::byte{0};
+  }
+  r.ok(std::span<const std::byte>(buf.data(), total));
+}
+
+void MemFs::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
+                        fs::StatusReply r) {
+  Result<Ns> ns = xattr_namespace(name);
+  if (!ns) return r.error(ns.error().value);
+  InodePtr i = get(ino);
+  if (!i) return r.error(ENOENT);
+  if (int err = xattr_permission(ctx, *i, *ns, true)) return r.error(err);
+  std::unique_lock lock(i->mu);
+  auto it = i->xattrs.find(name);
+  if (it == i->xattrs.end()) return r.error(ENODATA);
+  i->xattrs.erase(it);
+  i->touch_ctime();
+  r.ok();
+}
+
+}  // namespace zest::memfs
