@@ -55,7 +55,8 @@ void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
   const timespec t = now();
   // ctime moves on every setattr (chown(f, -1, -1) arrives with no fields
   // and still marks it), except truncate(2) to the size the file already
-  // has, which changes nothing on tmpfs (shmem_setattr). ftruncate(2) and
+  // has when the file holds no pages, which changes nothing on tmpfs
+  // (shmem_setattr; with pages, shmem_truncate_range stamps the times). ftruncate(2) and
   // O_TRUNC come with a file handle and always mark mtime and ctime, as the
   // VFS passes ATTR_MTIME|ATTR_CTIME for them.
   bool changed = (s.valid & ~(A::kSize | A::kKillSuidGid)) != 0 ||
@@ -64,9 +65,12 @@ void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
     if (!i->is_reg()) return r.error(i->is_dir() ? EISDIR : EINVAL);
     if (s.size > kMaxFileSize) return r.error(EFBIG);
     const bool resized = s.size != i->file->size();
+    // tmpfs truncates the page range whenever the file holds pages, and
+    // shmem_truncate_range stamps mtime and ctime even at the same size.
+    const bool had_pages = i->file->allocated_pages() != 0;
     Status st = i->file->truncate(s.size);
     if (!st) return r.error(st.error().value);
-    if (resized || s.has_fh) {
+    if (resized || had_pages || s.has_fh) {
       i->mtime = t;
       changed = true;
     }
