@@ -48,7 +48,7 @@ struct Superblock {
   uint32_t csum;             // crc32c of this struct with csum = 0
   uint32_t reserved;
 };
-static_assert(sizeof(Superblock) == 176);
+static_assert(sizeof(Superblock) == 168);
 
 // --- journal: blocks [journal_start, journal_start + journal_blocks) -----
 // A physical redo journal holding at most one transaction: its first 64
