@@ -357,17 +357,28 @@ void Session::handle_forget(uint64_t ino, uint64_t n) {
 // ---------------------------------------------------------------------------
 // Serving a mount
 
-void Session::worker_loop(Worker* w, std::span<std::byte> buf) {
+void Session::worker_loop(Worker* w, std::span<std::byte> buf, ReaderGate& gate,
+                          bool start_parked) {
   auto* dev = static_cast<DevWire*>(w->wire());
-  for (;;) {
-    auto n = dev->channel().receive(buf);
-    if (!n) {
-      if (n.error().value != ENODEV)
-        log_error("reading /dev/fuse failed: {}", n.error().message());
-      break;
+  const int fd = dev->channel().fd();
+  if (opts_.spin_ns) (void)dev->channel().set_nonblocking();
+  if (!start_parked || gate.park()) {
+    for (;;) {
+      gate.enter_read();
+      auto n = dev->channel().receive(buf, opts_.spin_ns);
+      gate.leave_read();
+      if (!n) {
+        if (n.error().value != ENODEV)
+          log_error("reading /dev/fuse failed: {}", n.error().message());
+        break;
+      }
+      gate.after_receive(fd);
+      process(*w, buf.first(*n));
+      if (!gate.before_next_read(fd)) break;
     }
-    process(*w, buf.first(*n));
   }
+  // Whoever leaves first takes the others along: the connection is gone.
+  gate.stop();
   release_worker(*w);
 }
 
@@ -435,14 +446,15 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> pool;
   std::atomic<unsigned> running{0};
-  auto start = [&](Worker* w, std::unique_ptr<AlignedBuffer> buf) {
+  ReaderGate gate;
+  auto start = [&](Worker* w, std::unique_ptr<AlignedBuffer> buf, bool parked) {
     running.fetch_add(1);
-    pool.emplace_back([this, w, b = std::move(buf), &running]() mutable {
-      worker_loop(w, b->span());
+    pool.emplace_back([this, w, b = std::move(buf), &running, &gate, parked]() mutable {
+      worker_loop(w, b->span(), gate, parked);
       running.fetch_sub(1);
     });
   };
-  start(&first, std::make_unique<AlignedBuffer>(kRequestBufferSize));
+  start(&first, std::make_unique<AlignedBuffer>(kRequestBufferSize), false);
   for (unsigned i = 1; i < threads; ++i) {
     auto ch = transport::DevChannel::clone_from(mount.fd());
     if (!ch) {
@@ -452,7 +464,7 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     }
     wires.push_back(std::make_unique<DevWire>(std::move(*ch)));
     workers.push_back(std::make_unique<Worker>(wires.back().get()));
-    start(workers.back().get(), std::make_unique<AlignedBuffer>(kRequestBufferSize));
+    start(workers.back().get(), std::make_unique<AlignedBuffer>(kRequestBufferSize), true);
   }
 
   // First stop signal: lazy unmount, which ends the connection as soon as

@@ -23,6 +23,7 @@
 #include "base/result.h"
 #include "fs/filesystem.h"
 #include "server/inode_refs.h"
+#include "server/reader_gate.h"
 #include "server/request_slot.h"
 #include "server/wire.h"
 #include "transport/mount.h"
@@ -32,6 +33,8 @@ namespace zest::server {
 struct SessionOptions {
   unsigned threads = 0;  // 0: one per online CPU
   bool debug = false;    // log every request
+  // How long an idle worker keeps polling /dev/fuse before it sleeps.
+  uint64_t spin_ns = 0;
 };
 
 // What INIT settled on.
@@ -118,7 +121,8 @@ class Session final : public fs::ReplySink {
   RequestSlot* acquire_slot();
   void recycle_slot(RequestSlot* slot);
 
-  void worker_loop(Worker* w, std::span<std::byte> buf);
+  void worker_loop(Worker* w, std::span<std::byte> buf, ReaderGate& gate,
+                   bool start_parked);
 
   // Takes replies that have nowhere to go (clean-up calls the server makes
   // on its own, such as releasing a file the kernel never learned of).

@@ -26,6 +26,7 @@ struct MountArgs {
   std::vector<std::string> positional;  // [SOURCE] MOUNTPOINT
   bool foreground = false;
   unsigned threads = 0;
+  unsigned spin_us = 0;
   std::vector<std::string> options;  // -o, each possibly comma separated
   bool debug = false;
 };
@@ -82,6 +83,7 @@ int serve(transport::FuseMount& mount, FsChoice& choice, const MountArgs& args) 
   server::SessionOptions so;
   so.threads = args.threads;
   so.debug = args.debug;
+  so.spin_ns = uint64_t(args.spin_us) * 1000;
   server::Session session(*choice.fs, so);
   auto r = session.serve(mount);
   // The file system goes before the session: pending async replies still
@@ -204,6 +206,9 @@ std::function<int()> add_mount_command(CLI::App& app) {
                 "Stay in the foreground (default: run as a daemon)");
   cmd->add_option("--threads", args->threads,
                   "Worker threads, one /dev/fuse channel each (default: online CPUs)");
+  cmd->add_option("--spin-us", args->spin_us,
+                  "Microseconds an idle worker keeps polling /dev/fuse before it sleeps "
+                  "(saves a wake-up per request under load, costs CPU)");
   cmd->add_option("-o", args->options,
                   "Options, comma separated: ro, noallow_other, fsname=NAME, "
                   "max_read=N, and the file system's own")

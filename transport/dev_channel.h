@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 #include "base/fd.h"
@@ -28,7 +29,12 @@ class DevChannel {
 
   // Reads one request into buf. ENODEV means the file system was unmounted
   // (the connection is gone); EINTR/EAGAIN/ENOENT are retried inside.
-  Result<size_t> receive(std::span<std::byte> buf) const;
+  // With spin_ns > 0 the channel first polls without sleeping for that long
+  // (non-blocking reads), then sleeps in poll(2): a request that arrives
+  // within the window is taken without a wake-up (see docs/benchmarks.md).
+  Result<size_t> receive(std::span<std::byte> buf, uint64_t spin_ns = 0) const;
+  // Makes reads non-blocking (needed for spinning).
+  Result<void> set_nonblocking() const;
   // Writes one reply or notification (header first). Errors: ENOENT when
   // the request was interrupted and already answered by the kernel.
   Result<void> send(const iovec* iov, int count) const;
