@@ -58,7 +58,7 @@ bool parse_mount_options(const std::vector<std::string>& all,
       mo->read_only = false;
     } else if (o == "allow_other") {
       mo->allow_other = true;
-    } else if (o == "noallow_other") {
+    } else if (o == "noallow_other" || o == "private") {
       mo->allow_other = false;
     } else if (o == "default_permissions") {
       mo->default_permissions = true;
@@ -111,6 +111,9 @@ int do_mount(MountArgs args, bool announce_default) {
 
   transport::MountOptions mo;
   mo.subtype = "zest";
+  // allow_other needs root, or user_allow_other in /etc/fuse.conf for
+  // fusermount3: on by default only for root.
+  mo.allow_other = ::geteuid() == 0;
   std::vector<std::string> fs_opts;
   std::string why;
   if (!parse_mount_options(split_options(args.options), &mo, &fs_opts, &why)) {

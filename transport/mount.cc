@@ -176,34 +176,35 @@ Result<FuseMount> FuseMount::mount(const std::string& mountpoint,
   FuseMount m;
   m.mountpoint_ = canonical(mountpoint);
 
+  std::string extra = join_options(opts);
   m.fd_.reset(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
-  if (!m.fd_) {
+  if (!m.fd_ && errno != EACCES && errno != EPERM) {
     int e = errno;
     *why = fmt::format("cannot open /dev/fuse: {}", std::strerror(e));
     if (e == ENOENT) *why += " (is the fuse module loaded?)";
     return Errno(e);
   }
-
-  struct stat st;
-  ::stat(m.mountpoint_.c_str(), &st);
-  std::string data = fmt::format("fd={},rootmode={:o},user_id={},group_id={}",
-                                 m.fd_.get(), st.st_mode & S_IFMT, ::getuid(),
-                                 ::getgid());
-  std::string extra = join_options(opts);
-  if (!extra.empty()) data += "," + extra;
-  unsigned long flags = MS_NOSUID | MS_NODEV | (opts.read_only ? MS_RDONLY : 0);
-  std::string type = "fuse." + opts.subtype;
-  if (::mount(opts.fsname.c_str(), m.mountpoint_.c_str(), type.c_str(), flags,
-              data.c_str()) == 0) {
-    m.privileged_ = true;
-    m.mounted_ = true;
-    m.device_ = device_of(m.mountpoint_);
-    return m;
-  }
-  int merr = errno;
-  if (merr != EPERM) {
-    *why = fmt::format("mount(2) failed: {}", std::strerror(merr));
-    return Errno(merr);
+  if (m.fd_) {
+    struct stat st;
+    ::stat(m.mountpoint_.c_str(), &st);
+    std::string data = fmt::format("fd={},rootmode={:o},user_id={},group_id={}",
+                                   m.fd_.get(), st.st_mode & S_IFMT, ::getuid(),
+                                   ::getgid());
+    if (!extra.empty()) data += "," + extra;
+    unsigned long flags = MS_NOSUID | MS_NODEV | (opts.read_only ? MS_RDONLY : 0);
+    std::string type = "fuse." + opts.subtype;
+    if (::mount(opts.fsname.c_str(), m.mountpoint_.c_str(), type.c_str(), flags,
+                data.c_str()) == 0) {
+      m.privileged_ = true;
+      m.mounted_ = true;
+      m.device_ = device_of(m.mountpoint_);
+      return m;
+    }
+    int merr = errno;
+    if (merr != EPERM) {
+      *why = fmt::format("mount(2) failed: {}", std::strerror(merr));
+      return Errno(merr);
+    }
   }
 
   // Unprivileged: fusermount3 opens /dev/fuse, mounts, and sends us the fd.
