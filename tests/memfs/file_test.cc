@@ -89,6 +89,71 @@ TEST_F(FileTest, TruncateFreesPagesAndUpdatesTimes) {
   EXPECT_EQ(blocks(f), 16u);
 }
 
+// st_blocks through sequences of fallocate past EOF, writes, truncation and
+// hole punching, as measured on tmpfs (Linux 6.18, /dev/shm).
+TEST_F(FileTest, BlocksAroundEofMatchTmpfs) {
+  auto truncate = [&](fs::Ino f, uint64_t len) {
+    fs::SetAttr s;
+    s.valid = fs::SetAttr::kSize;
+    s.size = len;
+    return setattr(f, s);
+  };
+  // Pages fallocated past EOF survive a growing or same-size truncation
+  // (tmpfs truncates the page cache only when the size shrinks or stays).
+  fs::Ino a = make("a");
+  ASSERT_TRUE(write(a, 0, std::string(10000, 'x')));
+  ASSERT_EQ(fallocate(a, FALLOC_FL_KEEP_SIZE, 20000, 10000), 0);
+  EXPECT_EQ(blocks(a), 56u);
+  ASSERT_TRUE(truncate(a, 30000));
+  EXPECT_EQ(blocks(a), 56u);  // the size now covers them: nothing past EOF
+  ASSERT_TRUE(truncate(a, 30000));
+  EXPECT_EQ(blocks(a), 56u);
+  ASSERT_TRUE(truncate(a, 5000));
+  EXPECT_EQ(blocks(a), 16u);
+
+  // Writing into a page fallocated past EOF allocates nothing new.
+  fs::Ino b = make("b");
+  ASSERT_TRUE(write(b, 0, std::string(5000, 'x')));
+  ASSERT_EQ(fallocate(b, FALLOC_FL_KEEP_SIZE, 6000, 20000), 0);
+  ASSERT_TRUE(write(b, 12000, std::string(100, 'y')));
+  EXPECT_EQ(size(b), 12100u);
+  EXPECT_EQ(blocks(b), 56u);
+  ASSERT_TRUE(truncate(b, 20000));
+  EXPECT_EQ(blocks(b), 56u);
+
+  // Punching frees only whole pages, also the one EOF falls in when the
+  // hole covers all of it.
+  fs::Ino c = make("c");
+  ASSERT_TRUE(write(c, 0, std::string(56605, 'x')));
+  EXPECT_EQ(blocks(c), 112u);
+  ASSERT_EQ(fallocate(c, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4000, 9000), 0);
+  EXPECT_EQ(blocks(c), 96u);
+  ASSERT_EQ(fallocate(c, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 50000, 20000), 0);
+  EXPECT_EQ(blocks(c), 88u);
+  EXPECT_EQ(size(c), 56605u);
+
+  // A KEEP_SIZE fallocate across EOF, then growing to a page boundary and
+  // shrinking back.
+  fs::Ino d = make("d");
+  const uint64_t m = uint64_t{1} << 20;
+  ASSERT_TRUE(write(d, m, std::string(100, 'x')));
+  ASSERT_EQ(fallocate(d, FALLOC_FL_KEEP_SIZE, m + 50, 9000), 0);
+  EXPECT_EQ(blocks(d), 24u);
+  ASSERT_TRUE(truncate(d, m + P));
+  EXPECT_EQ(blocks(d), 24u);
+  ASSERT_TRUE(truncate(d, m + 100));
+  EXPECT_EQ(blocks(d), 8u);
+
+  // Punching a page that only fallocate filled.
+  fs::Ino e = make("e");
+  ASSERT_TRUE(write(e, 0, std::string(3000, 'x')));
+  ASSERT_EQ(fallocate(e, 0, 2000, 3000), 0);
+  EXPECT_EQ(size(e), 5000u);
+  EXPECT_EQ(blocks(e), 16u);
+  ASSERT_EQ(fallocate(e, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, P, P), 0);
+  EXPECT_EQ(blocks(e), 8u);
+}
+
 TEST_F(FileTest, TruncateErrorsOnNonRegular) {
   auto d = mkdir(fs::kRootIno, "d");
   fs::SetAttr s;

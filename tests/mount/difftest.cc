@@ -117,6 +117,7 @@ std::string FirstDifference(const std::string& a, const std::string& b) {
 
 struct Side {
   const char* label;
+  std::string top;   // the per-seed directory: top/s/w is the work directory
   std::string root;  // the work directory
   int fds[kSlots] = {-1, -1, -1, -1};
   std::string Path(const std::string& rel) const {
@@ -177,9 +178,20 @@ class Tester {
   explicit Tester(const DiffOptions& opt) : opt_(opt), rng_(opt.seed) {
     o_.label = "oracle";
     s_.label = "subject";
+    // Relative symlink targets stay inside the work directory when they are
+    // made, but renaming a link (or its directory) closer to the root lets
+    // its "../" climb out: up to two levels, as a target has at most two
+    // "../" and a link lives at depth >= 1. Above the tester's directories
+    // those would be different file systems (/dev/shm and the mountpoint's
+    // parent), so the work directory sits two levels below a per-seed
+    // directory whose levels look alike on both sides ("s", never one of
+    // kNames, so nothing can be created under them through a link: only
+    // files named a-d, which both sides then hold alike).
     std::string w = "/w" + std::to_string(opt.seed);
-    o_.root = opt.oracle_root + w;
-    s_.root = opt.subject_root + w;
+    o_.top = opt.oracle_root + w;
+    s_.top = opt.subject_root + w;
+    o_.root = o_.top + "/s/w";
+    s_.root = s_.top + "/s/w";
     result_.op_counts.assign(kOpCount, 0);
     result_.op_ok.assign(kOpCount, 0);
     for (int i = 0; i < kOpCount; ++i) {
@@ -200,6 +212,10 @@ class Tester {
 
   DiffResult Run() {
     mode_t old_umask = ::umask(022);
+    for (Side* side : {&o_, &s_}) {
+      ::mkdir(side->top.c_str(), 0755);
+      ::mkdir((side->top + "/s").c_str(), 0755);
+    }
     Both("mkdir w", [](Side& s) { return Sys(::mkdir(s.root.c_str(), 0755)); });
     if (!failed_) CheckPaths({""});
     for (index_ = 0; index_ < opt_.ops && !failed_; ++index_) Step();
@@ -209,8 +225,8 @@ class Tester {
       // Close everything in lockstep (close can report flush errors).
       for (int slot = 0; slot < kSlots && !failed_; ++slot) CloseSlot(slot);
     }
-    RemoveTree(o_.root);
-    RemoveTree(s_.root);
+    RemoveTree(o_.top);
+    RemoveTree(s_.top);
     result_.ok = !failed_;
     return result_;
   }
