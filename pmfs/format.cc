@@ -104,7 +104,12 @@ bool superblock_valid(const Superblock& sb, uint64_t pool_size, std::string* why
                        "(truncated or grown pool file?)", sb.pool_size, pool_size);
     return false;
   }
-  bool geometry = sb.journal_start >= 2 && sb.journal_blocks >= 4 &&
+  // Every field below total_blocks first, so none of the sums can wrap.
+  const uint64_t t = sb.total_blocks;
+  bool bounded = sb.journal_start < t && sb.journal_blocks < t && sb.itable_start < t &&
+                 sb.itable_blocks < t && sb.data_start < t &&
+                 sb.inode_count <= t * kInodesPerBlock;
+  bool geometry = bounded && sb.journal_start >= 2 && sb.journal_blocks >= 4 &&
                   sb.itable_start == sb.journal_start + sb.journal_blocks &&
                   sb.itable_blocks >= 1 &&
                   sb.inode_count == sb.itable_blocks * kInodesPerBlock &&

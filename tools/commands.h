@@ -11,6 +11,9 @@ namespace zest::tools {
 // Adds `mount` and `umount`; the returned functions run them after parsing.
 std::function<int()> add_mount_command(CLI::App& app);
 std::function<int()> add_umount_command(CLI::App& app);
+std::function<int()> add_mkfs_command(CLI::App& app);
+std::function<int()> add_fsck_command(CLI::App& app);
+std::function<int()> add_stat_command(CLI::App& app);
 // `zest` with no arguments: mount the default file system on the default
 // mountpoint, as a daemon, and say where and how to unmount.
 int run_default_mount();

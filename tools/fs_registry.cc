@@ -1,18 +1,24 @@
 #include "tools/fs_registry.h"
 
+#include <unistd.h>
+
 #include <charconv>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
 #include "memfs/memfs.h"
+#include "pmfs/pmfs.h"
 
 namespace zest::tools {
 
-std::vector<std::string> fs_names() { return {"memfs"}; }
-const char* default_fs() { return "memfs"; }
+std::vector<std::string> fs_names() { return {"pmfs", "memfs"}; }
+const char* default_fs() { return "pmfs"; }
 
 std::string fs_options_help() {
-  return "memfs options: cached (page-cache mode instead of direct I/O),\n"
+  return "pmfs (SOURCE: a pool made by zest mkfs) options:\n"
+         "  durability=auto|cache-line|page (see zest stat), ro\n"
+         "memfs options: cached (page-cache mode instead of direct I/O),\n"
          "  writeback (cached + kernel writeback cache),\n"
          "  delay_us=N (test: answer reads/writes/lookups from another\n"
          "  thread after N microseconds)";
@@ -27,8 +33,17 @@ bool parse_u32(std::string_view s, uint32_t* out) {
 
 }  // namespace
 
+std::string default_pool_path() {
+  if (::geteuid() == 0) return "/var/lib/zest/default.pool";
+  const char* data = std::getenv("XDG_DATA_HOME");
+  if (data && *data) return fmt::format("{}/zest/default.pool", data);
+  const char* home = std::getenv("HOME");
+  return fmt::format("{}/.local/share/zest/default.pool", home && *home ? home : "/tmp");
+}
+
 Result<FsChoice> make_fs(const std::string& name, const std::string& source,
-                         const std::vector<std::string>& opts, std::string* why) {
+                         const std::vector<std::string>& opts, bool read_only,
+                         std::string* why) {
   if (name == "memfs") {
     memfs::Options o;
     for (const std::string& opt : opts) {
@@ -49,7 +64,33 @@ Result<FsChoice> make_fs(const std::string& name, const std::string& source,
     }
     return FsChoice{memfs::make_memfs(o), source.empty() ? "memfs" : source};
   }
-  *why = fmt::format("unknown file system type '{}' (known: memfs)", name);
+  if (name == "pmfs") {
+    if (source.empty()) {
+      *why = "pmfs needs a pool: zest mount [--fs pmfs] POOL MOUNTPOINT (make one with zest mkfs)";
+      return Errno(EINVAL);
+    }
+    pmfs::Options o;
+    o.read_only = read_only;
+    for (const std::string& opt : opts) {
+      if (opt.rfind("durability=", 0) == 0) {
+        if (!pmem::parse_durability(std::string_view(opt).substr(11), &o.durability)) {
+          *why = fmt::format("bad value in -o {} (auto, cache-line, page)", opt);
+          return Errno(EINVAL);
+        }
+      } else {
+        *why = fmt::format("unknown option '{}' for pmfs", opt);
+        return Errno(EINVAL);
+      }
+    }
+    std::string open_why;
+    auto fs = pmfs::open(source, o, &open_why);
+    if (!fs) {
+      *why = fmt::format("{}: {}", source, open_why);
+      return fs.error();
+    }
+    return FsChoice{std::move(*fs), source};
+  }
+  *why = fmt::format("unknown file system type '{}' (known: pmfs, memfs)", name);
   return Errno(EINVAL);
 }
 

@@ -24,7 +24,12 @@ const char* default_fs();
 // options `opts` (what -o left after the mount options). On error, *why
 // says what is wrong.
 Result<FsChoice> make_fs(const std::string& name, const std::string& source,
-                         const std::vector<std::string>& opts, std::string* why);
+                         const std::vector<std::string>& opts, bool read_only,
+                         std::string* why);
+
+// Where `zest` with no arguments keeps its pool: /var/lib/zest/default.pool
+// for root, else $XDG_DATA_HOME (or ~/.local/share)/zest/default.pool.
+std::string default_pool_path();
 
 // A short description of each file system's options, for --help.
 std::string fs_options_help();

@@ -1,4 +1,4 @@
-// zest: mount, unmount (and later mkfs, fsck, stat, bench) zest file systems.
+// zest: mount, unmount, make, check and describe zest file systems.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   auto run_mount = zest::tools::add_mount_command(app);
   auto run_umount = zest::tools::add_umount_command(app);
+  auto run_mkfs = zest::tools::add_mkfs_command(app);
+  auto run_fsck = zest::tools::add_fsck_command(app);
+  auto run_stat = zest::tools::add_stat_command(app);
   app.footer("With no arguments, zest mounts the default file system on the "
              "default mountpoint.");
   try {
@@ -20,5 +23,8 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("mount")) return run_mount();
   if (app.got_subcommand("umount")) return run_umount();
+  if (app.got_subcommand("mkfs")) return run_mkfs();
+  if (app.got_subcommand("fsck")) return run_fsck();
+  if (app.got_subcommand("stat")) return run_stat();
   return zest::tools::run_default_mount();
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -17,9 +18,12 @@
 #include "tools/commands.h"
 #include "tools/fs_registry.h"
 #include "transport/mount.h"
+#include "pmfs/format.h"
 
 namespace zest::tools {
 namespace {
+
+constexpr uint64_t kDefaultPoolSize = 1ull << 30;
 
 struct MountArgs {
   std::string fs_type = default_fs();
@@ -27,6 +31,7 @@ struct MountArgs {
   bool foreground = false;
   unsigned threads = 0;
   unsigned spin_us = 0;
+  std::string durability;
   std::vector<std::string> options;  // -o, each possibly comma separated
   bool debug = false;
 };
@@ -120,7 +125,7 @@ int do_mount(MountArgs args, bool announce_default) {
     error("mount: " + why);
     return 2;
   }
-  auto choice = make_fs(args.fs_type, source, fs_opts, &why);
+  auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, &why);
   if (!choice) {
     error("mount: " + why);
     return 2;
@@ -212,6 +217,9 @@ std::function<int()> add_mount_command(CLI::App& app) {
   cmd->add_option("--spin-us", args->spin_us,
                   "Microseconds an idle worker keeps polling /dev/fuse before it sleeps "
                   "(saves a wake-up per request under load, costs CPU)");
+  cmd->add_option("--durability", args->durability,
+                  "pmfs: auto (pmem, else CPU cache flushes: survives a server crash), "
+                  "cache-line, or page (msync: survives a power cut, slower)");
   cmd->add_option("-o", args->options,
                   "Options, comma separated: ro, noallow_other, fsname=NAME, "
                   "max_read=N, and the file system's own")
@@ -220,6 +228,7 @@ std::function<int()> add_mount_command(CLI::App& app) {
   cmd->footer(fs_options_help());
   return [args]() {
     if (args->debug) args->foreground = true;
+    if (!args->durability.empty()) args->options.push_back("durability=" + args->durability);
     return do_mount(*args, true);
   };
 }
@@ -249,7 +258,32 @@ int run_default_mount() {
     return 1;
   }
   MountArgs args;
-  args.positional = {mp};
+  args.fs_type = default_fs();
+  if (args.fs_type == std::string("pmfs")) {
+    std::string pool = default_pool_path();
+    if (::access(pool.c_str(), F_OK) != 0) {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(pool).parent_path(), ec);
+      if (ec) {
+        error(fmt::format("cannot create the directory of {}: {}", pool, ec.message()));
+        return 1;
+      }
+      pmfs::MkfsOptions o;
+      o.root_uid = ::getuid();
+      o.root_gid = ::getgid();
+      o.root_mode = 0755;
+      std::string why;
+      if (auto r = pmfs::mkfs(pool, kDefaultPoolSize, o, &why); !r) {
+        error(fmt::format("cannot create the default pool {}: {}", pool, why));
+        return 1;
+      }
+      fmt::print("zest: created a {} GiB pmfs pool at {} (sparse)\n",
+                 kDefaultPoolSize >> 30, pool);
+    }
+    args.positional = {pool, mp};
+  } else {
+    args.positional = {mp};
+  }
   return do_mount(args, true);
 }
 

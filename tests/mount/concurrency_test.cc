@@ -26,6 +26,11 @@
 #include "base/fd.h"
 #include "tests/mount/zest_mount.h"
 
+// The file system under test; the build makes one binary per file system.
+#ifndef ZEST_TEST_FS
+#define ZEST_TEST_FS "memfs"
+#endif
+
 namespace zest::testing {
 namespace {
 
@@ -136,7 +141,7 @@ class ConcurrencyTest : public ::testing::Test {
     std::string reason = FuseUnavailableReason();
     if (!reason.empty()) GTEST_SKIP() << reason;
     std::string err;
-    subject_ = StartSubject("memfs", {}, &err);
+    subject_ = StartSubject(ZEST_TEST_FS, {}, &err);
     ASSERT_TRUE(subject_) << "cannot start subject: " << err;
     root_ = subject_->path();
   }

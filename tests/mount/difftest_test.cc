@@ -34,6 +34,7 @@ void PrintTo(const DiffTarget& t, std::ostream* os) { *os << t.name; }
 
 const DiffTarget kTargets[] = {
     {"memfs", "memfs", {}},
+    {"pmfs", "pmfs", {}},
 };
 
 uint64_t EnvU64(const char* name, uint64_t dflt) {

@@ -166,6 +166,25 @@ std::unique_ptr<ZestMount> ZestMount::Start(
 
   std::vector<std::string> argv = {ZEST_BINARY, "mount", "-f", "--fs", fs};
   argv.insert(argv.end(), args.begin(), args.end());
+  if (fs == "pmfs") {
+    // A fresh pool in /dev/shm (memory, as pmem would be), 01777 at the
+    // root like the tmpfs oracle.
+    char pool[] = "/dev/shm/zest-pool-XXXXXX";
+    int fd = ::mkstemp(pool);
+    if (fd < 0) {
+      *error = "mkstemp: " + ErrnoText(errno);
+      return nullptr;
+    }
+    ::close(fd);
+    ::unlink(pool);
+    m->pool_ = pool;
+    int rc = RunHelper({ZEST_BINARY, "mkfs", "--size", "512M", m->pool_}, std::chrono::seconds(30));
+    if (rc != 0) {
+      *error = "zest mkfs " + m->pool_ + " failed (" + std::to_string(rc) + ")";
+      return nullptr;
+    }
+    argv.push_back(m->pool_);
+  }
   argv.push_back(m->mountpoint_);
 
   pid_t pid = ::fork();
@@ -288,6 +307,7 @@ void ZestMount::Teardown() {
     pid_ = -1;
   }
   if (!mountpoint_.empty()) ::rmdir(mountpoint_.c_str());
+  if (!pool_.empty()) ::unlink(pool_.c_str());
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
   stderr_fd_ = -1;
 }

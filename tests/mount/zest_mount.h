@@ -73,6 +73,7 @@ class ZestMount : public SubjectMount {
   void Teardown();
 
   std::string fs_;
+  std::string pool_;  // pmfs: a pool made for this mount, removed after
   std::string mountpoint_;
   pid_t pid_ = -1;
   int stderr_fd_ = -1;            // O_TMPFILE holding the child's stderr
