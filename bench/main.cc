@@ -1,13 +1,14 @@
 // zest-bench: per-operation latency of tmpfs, libfuse's passthrough_ll and
-// zest memfs, measured in one run and printed side by side with ratios.
-// See docs/benchmarks.md.
-#include <sched.h>
+// zest's file systems, and the cost of durability (fsync) against tmpfs,
+// ext4 and pmfs, measured in one run in interleaved rounds and printed side
+// by side with ratios. See docs/benchmarks.md.
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -16,6 +17,7 @@
 
 #include "bench/mounts.h"
 #include "bench/report.h"
+#include "bench/rounds.h"
 #include "bench/targets.h"
 #include "bench/watchdog.h"
 #include "bench/workload.h"
@@ -58,43 +60,38 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-// Pins the calling thread to one CPU while alive; restores the old mask so
-// that servers started later are not squeezed onto the same CPU.
-class CpuPin {
- public:
-  explicit CpuPin(int cpu) {
-    if (cpu < 0) return;
-    if (sched_getaffinity(0, sizeof old_, &old_) != 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) {
-      fmt::print(stderr, "zest-bench: sched_setaffinity(CPU {}): {}\n", cpu,
-                 std::strerror(errno));
-      return;
-    }
-    pinned_ = true;
-  }
-  ~CpuPin() {
-    if (pinned_) sched_setaffinity(0, sizeof old_, &old_);
-  }
-  CpuPin(const CpuPin&) = delete;
-  CpuPin& operator=(const CpuPin&) = delete;
+std::string read_loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return in ? a + " " + b + " " + c + " (1, 5, 15 min)" : "unknown";
+}
 
- private:
-  cpu_set_t old_;
-  bool pinned_ = false;
-};
+// Parses an --ops list against the suite's operations: table order,
+// whatever order they were given in.
+std::vector<OpInfo> select_ops(const std::vector<OpInfo>& all,
+                               const std::vector<std::string>& wanted) {
+  std::vector<OpInfo> out;
+  for (const auto& o : all) {
+    for (const auto& w : wanted) {
+      if (w == o.id) out.push_back(o);
+    }
+  }
+  return out;
+}
 
 int run(int argc, char** argv) {
   CLI::App app{
       "zest-bench: per-operation latency (median, p99) of tmpfs, libfuse 3's "
-      "passthrough_ll and zest memfs, with ratios. Run as root."};
-  std::string targets_arg = "tmpfs,libfuse,zest";
+      "passthrough_ll and zest, and the cost of durable writes and creates "
+      "on tmpfs, ext4, zest memfs and pmfs, with ratios. Run as root."};
+  std::string suite = "all";
+  std::string targets_arg = "tmpfs,libfuse,zest,zest-1t,zest-spin,pmfs";
+  std::string ptargets_arg = "tmpfs,ext4,zest,pmfs";
   std::string ops_arg;
   WorkloadConfig cfg;
   uint64_t file_mib = cfg.file_size >> 20;
-  int cpu = -1;
+  SuiteOptions sopts;
   std::string json_path;
   std::string workdir = "/tmp";
   TargetOptions topts;
@@ -102,21 +99,34 @@ int run(int argc, char** argv) {
       "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c";
   topts.zest_binary = ZEST_BENCH_ZEST_BINARY;
   int mount_timeout_ms = 10000;
-  int stall_timeout_s = 30;
 
   std::string op_ids;
-  for (const auto& o : all_ops())
-    op_ids += (op_ids.empty() ? "" : ",") + std::string(o.id);
+  for (const auto* list : {&latency_ops(), &persistence_ops()}) {
+    for (const auto& o : *list)
+      op_ids += (op_ids.empty() ? "" : ",") + std::string(o.id);
+  }
 
+  app.add_option("--suite", suite,
+                 "latency (the first table), persistence (the second) or "
+                 "all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"latency", "persistence", "all"}));
   app.add_option("--targets", targets_arg,
-                 "comma-separated targets, measured in this order: "
-                 "tmpfs,libfuse,zest")
+                 std::string("comma-separated targets of the latency table, "
+                             "in this order (known: ") +
+                     known_targets() + ")")
+      ->capture_default_str();
+  app.add_option("--persistence-targets", ptargets_arg,
+                 "comma-separated targets of the persistence table")
       ->capture_default_str();
   app.add_option("--ops", ops_arg,
-                 "comma-separated operations (default: all): " + op_ids);
+                 "comma-separated operations of either suite (default: "
+                 "all); a suite none of whose operations is named is "
+                 "skipped: " +
+                     op_ids);
   app.add_option("-n,--iterations", cfg.iterations,
                  "measured calls per small operation (4 KiB, statx, create, "
-                 "unlink)")
+                 "unlink) and target")
       ->capture_default_str()
       ->check(CLI::Range(size_t(1), size_t(10000000)));
   app.add_option("--warmup", cfg.warmup, "unmeasured calls before them")
@@ -128,23 +138,45 @@ int run(int argc, char** argv) {
   app.add_option("--big-warmup", cfg.big_warmup,
                  "unmeasured 1 MiB calls before them")
       ->capture_default_str();
+  app.add_option("--sync-iterations", cfg.sync_iterations,
+                 "measured calls per persistence operation")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t(1), size_t(10000000)));
+  app.add_option("--sync-warmup", cfg.sync_warmup,
+                 "unmeasured persistence calls before them")
+      ->capture_default_str();
+  app.add_option("--rounds", cfg.rounds,
+                 "interleaved rounds per operation: each round measures a "
+                 "batch on every target in turn")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t(1), size_t(100000)));
   app.add_option("--file-size-mib", file_mib,
                  "size of the data file read and written, MiB")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t(1), uint64_t(1) << 20));
-  app.add_option("--cpu", cpu,
+  app.add_option("--cpu", sopts.cpu,
                  "pin the benchmark thread to this CPU while measuring "
                  "(servers are not pinned)");
   app.add_option("--json", json_path, "also write the results as JSON here");
   app.add_option("--workdir", workdir,
-                 "where the scratch directory (mountpoints, logs) is made")
+                 "where the scratch directory (mountpoints, logs, the ext4 "
+                 "image) is made; must be on a real disk for ext4")
       ->capture_default_str();
   app.add_option("--zest", topts.zest_binary, "the zest command")
       ->capture_default_str();
   app.add_option("--zest-threads", topts.zest_threads,
-                 "zest mount --threads N (0: zest's default)")
+                 "zest mount --threads N for zest and zest-spin (0: zest's "
+                 "default)")
       ->capture_default_str();
-  app.add_option("--zest-opts", topts.zest_opts, "zest mount -o OPTIONS");
+  app.add_option("--zest-spin-us", topts.zest_spin_us,
+                 "zest mount --spin-us N for zest-spin")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
+  app.add_option("--zest-opts", topts.zest_opts,
+                 "zest mount -o OPTIONS for the memfs targets");
+  app.add_option("--pmfs-size", topts.pmfs_pool_size,
+                 "zest mkfs --size for the pmfs pool")
+      ->capture_default_str();
   app.add_option("--libfuse-source", topts.libfuse_source,
                  "passthrough_ll.c to compile")
       ->capture_default_str();
@@ -155,7 +187,7 @@ int run(int argc, char** argv) {
   app.add_option("--mount-timeout-ms", mount_timeout_ms,
                  "how long to wait for a mount to appear")
       ->capture_default_str();
-  app.add_option("--stall-timeout-s", stall_timeout_s,
+  app.add_option("--stall-timeout-s", sopts.stall_timeout_s,
                  "abort a FUSE target's connection when one call blocks "
                  "this long (a hung server)")
       ->capture_default_str()
@@ -166,40 +198,39 @@ int run(int argc, char** argv) {
   topts.mount_timeout = std::chrono::milliseconds(mount_timeout_ms);
 
   std::vector<std::string> target_ids = split_list(targets_arg);
-  for (const auto& id : target_ids) {
-    if (!known_target(id)) {
-      fmt::print(stderr,
-                 "zest-bench: unknown target '{}' (known: tmpfs, "
-                 "libfuse, zest)\n",
-                 id);
-      return 2;
+  std::vector<std::string> ptarget_ids = split_list(ptargets_arg);
+  for (const auto* ids : {&target_ids, &ptarget_ids}) {
+    for (const auto& id : *ids) {
+      if (!known_target(id)) {
+        fmt::print(stderr, "zest-bench: unknown target '{}' (known: {})\n", id,
+                   known_targets());
+        return 2;
+      }
     }
   }
-  std::vector<OpInfo> ops;
-  if (ops_arg.empty()) {
-    ops.assign(all_ops().begin(), all_ops().end());
-  } else {
-    // Table order, whatever order they were given in.
+  std::vector<OpInfo> lops = latency_ops(), pops = persistence_ops();
+  if (!ops_arg.empty()) {
     auto wanted = split_list(ops_arg);
     for (const auto& w : wanted) {
       bool found = false;
-      for (const auto& o : all_ops()) found |= w == o.id;
+      for (const auto* list : {&latency_ops(), &persistence_ops()}) {
+        for (const auto& o : *list) found |= w == o.id;
+      }
       if (!found) {
         fmt::print(stderr, "zest-bench: unknown operation '{}' (known: {})\n",
                    w, op_ids);
         return 2;
       }
     }
-    for (const auto& o : all_ops()) {
-      for (const auto& w : wanted) {
-        if (w == o.id) ops.push_back(o);
-      }
-    }
+    lops = select_ops(latency_ops(), wanted);
+    pops = select_ops(persistence_ops(), wanted);
   }
+  if (suite == "persistence") lops.clear();
+  if (suite == "latency") pops.clear();
   if (geteuid() != 0) {
     fmt::print(stderr,
                "zest-bench: warning: not root; tmpfs falls back to "
-               "/dev/shm and FUSE mounts need fusermount3\n");
+               "/dev/shm, FUSE mounts need fusermount3 and ext4 is n/a\n");
   }
   install_signal_handlers();
   raise_fd_limit();
@@ -207,68 +238,66 @@ int run(int argc, char** argv) {
   Report report;
   report.machine = machine_info();
   report.command = shell_quote(std::vector<std::string>(argv, argv + argc));
+  report.load = read_loadavg();
   report.config = cfg;
-  report.cpu = cpu;
+  report.cpu = sopts.cpu;
   report.timer_overhead_ns = timer_overhead_ns();
-  for (const auto& o : ops) report.rows.push_back(Row{o, {}});
 
   auto scratch = ScratchDir::create(workdir);
   if (!scratch) {
     fmt::print(stderr, "zest-bench: {}\n", scratch.error());
     return 1;
   }
+  StallWatchdog watchdog{std::chrono::seconds(sopts.stall_timeout_s)};
 
-  StallWatchdog watchdog{std::chrono::seconds(stall_timeout_s)};
-
-  // One target at a time: mount, measure every operation, unmount. Only
-  // one server runs while anything is being measured.
-  for (const auto& id : target_ids) {
-    if (g_interrupted) break;
-    fmt::print(stderr, "zest-bench: {}: mounting\n", id);
-    std::unique_ptr<Target> target = make_target(id, topts, *scratch);
-    TargetSummary summary{id, target->description, target->unavailable};
-    if (!target->unavailable.empty()) {
-      fmt::print(stderr, "zest-bench: {}: n/a: {}\n", id, target->unavailable);
-      for (auto& row : report.rows) {
-        row.per_target.push_back(
-            Measurement{false, target->unavailable, {}, 0});
-      }
-    } else {
-      g_stalled = 0;
-      std::optional<WatchScope> watch;
-      if (target->fuse) watch.emplace(watchdog, target->root);
-      auto workload = Workload::prepare(target->root, cfg);
-      if (!workload) {
-        summary.unavailable = "setup failed: " + workload.error();
-        if (g_stalled) {
-          summary.unavailable += fmt::format(
-              " (the server made no progress for {} s and the watchdog "
-              "aborted its connection)",
-              stall_timeout_s);
-        }
-        if (target->fuse) {
-          std::string tail = log_tail(target->fuse->log_path(), 3);
-          if (!tail.empty()) summary.unavailable += "; server log: " + tail;
-        }
-        summary.description.clear();
-        fmt::print(stderr, "zest-bench: {}: {}\n", id, summary.unavailable);
-        for (auto& row : report.rows) {
-          row.per_target.push_back(
-              Measurement{false, summary.unavailable, {}, 0});
-        }
-      } else {
-        CpuPin pin(cpu);
-        for (auto& row : report.rows) {
-          if (g_interrupted) break;
-          fmt::print(stderr, "zest-bench: {}: {}\n", id, row.op.title);
-          Measurement m = (*workload)->run(row.op.op);
-          if (!m.ok) fmt::print(stderr, "zest-bench: {}: {}\n", id, m.reason);
-          row.per_target.push_back(std::move(m));
-        }
-      }
-      // The workload (its fds and files) goes before the target unmounts.
+  // One suite at a time: mount all its targets, measure in interleaved
+  // rounds, unmount them all (the subjects' guards) and remove the suite's
+  // own scratch directory before the next suite.
+  auto run_suite = [&](const std::vector<std::string>& ids,
+                       const std::vector<OpInfo>& ops, Table tb) {
+    if (ops.empty() || ids.empty() || g_interrupted) return true;
+    auto dir = ScratchDir::create(scratch->path());
+    if (!dir) {
+      fmt::print(stderr, "zest-bench: {}\n", dir.error());
+      return false;
     }
-    report.targets.push_back(std::move(summary));
+    std::vector<Subject> subjects =
+        set_up(ids, topts, *dir, cfg, watchdog, sopts);
+    tb.rows = measure(subjects, ops, cfg, watchdog, sopts);
+    std::vector<TargetSummary> labelled = summaries(subjects);
+    for (size_t i = 0; i < labelled.size() && i < tb.targets.size(); ++i) {
+      labelled[i].label = tb.targets[i].label;
+    }
+    tb.targets = std::move(labelled);
+    report.tables.push_back(std::move(tb));
+    return true;
+  };
+  auto labels = [](const std::vector<std::string>& ids, bool persistence) {
+    std::vector<TargetSummary> out;
+    for (const auto& id : ids) {
+      TargetSummary t;
+      t.id = t.label = id;
+      // fsync is a no-op on both: nothing there survives a power cut.
+      if (persistence && id == "zest") t.label = "memfs (not durable)";
+      if (persistence && id == "tmpfs") t.label = "tmpfs (not durable)";
+      out.push_back(std::move(t));
+    }
+    return out;
+  };
+  Table latency;
+  latency.suite = "latency";
+  latency.title = "Latency";
+  latency.targets = labels(target_ids, false);
+  latency.bases = {{"tmpfs", "vs tmpfs"}, {"libfuse", "vs libfuse"}};
+  Table persistence;
+  persistence.suite = "persistence";
+  persistence.title = "Persistence";
+  persistence.targets = labels(ptarget_ids, true);
+  persistence.bases = {{"zest", "vs memfs"}, {"ext4", "vs ext4"}};
+  persistence.show_mib = false;
+  if (!run_suite(target_ids, lops, std::move(latency)) ||
+      !run_suite(ptarget_ids, pops, std::move(persistence))) {
+    return 1;
   }
   if (g_interrupted) {
     fmt::print(stderr, "zest-bench: interrupted; everything was unmounted\n");

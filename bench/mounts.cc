@@ -157,25 +157,100 @@ Outcome<void> unmount(const std::string& mountpoint) {
   return sys_failure("umount2", mountpoint, first);
 }
 
-// ---- TmpfsMount ------------------------------------------------------------
+// ---- programs --------------------------------------------------------------
 
-Outcome<TmpfsMount> TmpfsMount::mount(const std::string& dir) {
+std::string find_program(const std::string& name) {
+  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin", "/bin",
+                          "/usr/local/sbin", "/usr/local/bin"}) {
+    std::string p = std::string(dir) + "/" + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return {};
+}
+
+Outcome<void> run_program(const std::vector<std::string>& argv,
+                          const std::string& log_path) {
+  auto child = ChildProcess::spawn(argv, log_path);
+  if (!child) return child.failure();
+  if (auto r = child->wait(); !r) {
+    std::string tail = log_tail(log_path, 3);
+    return Failure{fmt::format("{} {}{}{}", argv[0], r.error(),
+                               tail.empty() ? "" : ": ", tail)};
+  }
+  return {};
+}
+
+// ---- KernelMount -----------------------------------------------------------
+
+Outcome<KernelMount> KernelMount::tmpfs(const std::string& dir) {
   if (::mount("zest-bench", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
               "mode=0755") != 0) {
     return sys_failure("mount tmpfs on", dir);
   }
-  TmpfsMount m;
+  KernelMount m;
   m.dir_ = dir;
   return m;
 }
 
-TmpfsMount::TmpfsMount(TmpfsMount&& o) noexcept
+Outcome<KernelMount> KernelMount::mount(const std::string& source,
+                                        const std::string& dir,
+                                        const std::string& fstype) {
+  if (::mount(source.c_str(), dir.c_str(), fstype.c_str(), MS_NOSUID | MS_NODEV,
+              nullptr) != 0) {
+    return sys_failure("mount " + fstype + " " + source + " on", dir);
+  }
+  KernelMount m;
+  m.dir_ = dir;
+  return m;
+}
+
+KernelMount::KernelMount(KernelMount&& o) noexcept
     : dir_(std::exchange(o.dir_, {})) {}
 
-TmpfsMount::~TmpfsMount() {
+KernelMount::~KernelMount() {
   if (dir_.empty()) return;
   if (auto r = unmount(dir_); !r) {
     fmt::print(stderr, "zest-bench: {}\n", r.error());
+  }
+}
+
+// ---- LoopDevice ------------------------------------------------------------
+
+Outcome<LoopDevice> LoopDevice::attach(const std::string& image,
+                                       const std::string& log_path) {
+  std::string losetup = find_program("losetup");
+  if (losetup.empty()) return Failure{"losetup not found (util-linux)"};
+  if (access("/dev/loop-control", R_OK | W_OK) != 0) {
+    return sys_failure("access", "/dev/loop-control");
+  }
+  // losetup prints the device on stdout, which goes to the (fresh) log.
+  unlink(log_path.c_str());
+  if (auto r = run_program({losetup, "--find", "--show", image}, log_path);
+      !r) {
+    return r.failure();
+  }
+  std::string dev = log_tail(log_path, 1);
+  while (!dev.empty() && (dev.back() == '\n' || dev.back() == ' '))
+    dev.pop_back();
+  if (dev.rfind("/dev/loop", 0) != 0) {
+    return Failure{
+        fmt::format("losetup --find --show {}: unexpected output "
+                    "'{}'",
+                    image, dev)};
+  }
+  LoopDevice d;
+  d.device_ = dev;
+  d.losetup_ = losetup;
+  return d;
+}
+
+LoopDevice::LoopDevice(LoopDevice&& o) noexcept
+    : device_(std::exchange(o.device_, {})), losetup_(std::move(o.losetup_)) {}
+
+LoopDevice::~LoopDevice() {
+  if (device_.empty()) return;
+  if (auto r = run_program({losetup_, "-d", device_}, "/dev/null"); !r) {
+    fmt::print(stderr, "zest-bench: detaching {}: {}\n", device_, r.error());
   }
 }
 

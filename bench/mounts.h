@@ -52,20 +52,50 @@ bool is_mounted(const std::string& mountpoint);
 // Unmounts, falling back to a lazy unmount if the mount is busy.
 Outcome<void> unmount(const std::string& mountpoint);
 
-// A fresh tmpfs on an empty directory (mount(2), as root). Unmounted when
-// the guard goes.
-class TmpfsMount {
+// A kernel mount made with mount(2) as root (a private tmpfs, or ext4 on a
+// loop device) on an empty directory. Unmounted when the guard goes.
+class KernelMount {
  public:
-  static Outcome<TmpfsMount> mount(const std::string& dir);
-  TmpfsMount() = default;
-  TmpfsMount(TmpfsMount&& o) noexcept;
-  TmpfsMount& operator=(TmpfsMount&&) = delete;
-  ~TmpfsMount();
+  static Outcome<KernelMount> tmpfs(const std::string& dir);
+  static Outcome<KernelMount> mount(const std::string& source,
+                                    const std::string& dir,
+                                    const std::string& fstype);
+  KernelMount() = default;
+  KernelMount(KernelMount&& o) noexcept;
+  KernelMount& operator=(KernelMount&&) = delete;
+  ~KernelMount();
   const std::string& path() const { return dir_; }
 
  private:
   std::string dir_;
 };
+
+// A loop device attached to an image file (`losetup --find --show`),
+// detached (`losetup -d`) when the guard goes. Whatever is mounted from it
+// must be unmounted first: declare the KernelMount after this guard.
+class LoopDevice {
+ public:
+  static Outcome<LoopDevice> attach(const std::string& image,
+                                    const std::string& log_path);
+  LoopDevice() = default;
+  LoopDevice(LoopDevice&& o) noexcept;
+  LoopDevice& operator=(LoopDevice&&) = delete;
+  ~LoopDevice();
+  const std::string& device() const { return device_; }
+
+ private:
+  std::string device_;   // /dev/loopN
+  std::string losetup_;  // the losetup program
+};
+
+// The first of /usr/sbin, /sbin, /usr/bin, /bin (and /usr/local/...) that
+// holds an executable `name`, or empty. ChildProcess does not search PATH.
+std::string find_program(const std::string& name);
+
+// Runs argv to completion with its output in log_path; fails with how it
+// ended and the log's last lines.
+Outcome<void> run_program(const std::vector<std::string>& argv,
+                          const std::string& log_path);
 
 // A FUSE server run in the foreground as our child, mounted on `mountpoint`.
 // Ready once the mount point appears in /proc/self/mountinfo. The guard

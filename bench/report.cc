@@ -3,7 +3,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace zest::bench {
@@ -41,22 +44,40 @@ std::string fmt_us(double us) {
   return fmt::format("{:.0f}", us);
 }
 
-// Index of a target id in the report, or -1.
-int find_target(const Report& r, const char* id) {
-  for (size_t i = 0; i < r.targets.size(); ++i) {
-    if (r.targets[i].id == id) return int(i);
+// Index of a target id in the table, or -1.
+int find_target(const Table& tb, const std::string& id) {
+  for (size_t i = 0; i < tb.targets.size(); ++i) {
+    if (tb.targets[i].id == id) return int(i);
   }
   return -1;
 }
 
-// target median / base median, when both were measured.
-std::string ratio(const Row& row, int t, int base) {
-  if (base < 0) return "–";
-  const Measurement& a = row.per_target[size_t(t)];
-  const Measurement& b = row.per_target[size_t(base)];
-  if (!a.ok || !b.ok || b.stats.median_us <= 0) return "–";
-  double x = a.stats.median_us / b.stats.median_us;
-  return x < 10 ? fmt::format("{:.2f}×", x) : fmt::format("{:.1f}×", x);
+// The ratio of this cell's median to the base target's median of the row
+// the cell's operation compares with (OpInfo::ratio_op), when both exist.
+std::optional<double> ratio_of(const Table& tb, const Row& row, size_t t,
+                               const RatioBase& base) {
+  const int b = find_target(tb, base.id);
+  if (b < 0) return std::nullopt;
+  const Row* base_row = nullptr;
+  for (const auto& other : tb.rows) {
+    if (other.op.op == row.op.ratio_op) base_row = &other;
+  }
+  if (base_row == nullptr) return std::nullopt;
+  const Measurement& x = row.per_target[t];
+  const Measurement& y = base_row->per_target[size_t(b)];
+  if (!x.ok || !y.ok || y.stats.median_us <= 0) return std::nullopt;
+  return x.stats.median_us / y.stats.median_us;
+}
+
+std::string ratio(const Table& tb, const Row& row, size_t t,
+                  const RatioBase& base) {
+  auto x = ratio_of(tb, row, t, base);
+  if (!x) return "–";
+  if (*x >= 10) return fmt::format("{:.1f}×", *x);
+  if (*x >= 0.1) return fmt::format("{:.2f}×", *x);
+  // Two significant digits: 0.087×, 0.0039×.
+  int decimals = std::clamp(1 - int(std::floor(std::log10(*x))), 2, 9);
+  return fmt::format("{:.{}f}×", *x, decimals);
 }
 
 std::string json_string(const std::string& s) {
@@ -84,14 +105,6 @@ std::string json_string(const std::string& s) {
     }
   }
   return o + "\"";
-}
-
-std::string json_ratio(const Row& row, int t, int base) {
-  if (base < 0) return "null";
-  const Measurement& a = row.per_target[size_t(t)];
-  const Measurement& b = row.per_target[size_t(base)];
-  if (!a.ok || !b.ok || b.stats.median_us <= 0) return "null";
-  return fmt::format("{:.4f}", a.stats.median_us / b.stats.median_us);
 }
 
 }  // namespace
@@ -132,42 +145,24 @@ std::string shell_quote(const std::vector<std::string>& argv) {
   return out;
 }
 
-void print_markdown(std::FILE* out, const Report& r) {
-  const auto& c = r.config;
-  fmt::print(out, "## zest-bench\n\n");
-  fmt::print(out, "- machine: {}, {} cores, {}\n", r.machine.cpu_model,
-             r.machine.cores, r.machine.kernel);
-  fmt::print(out, "- command: `{}`\n", r.command);
-  fmt::print(out,
-             "- iterations: {} (+{} warm-up) per small operation, {} (+{} "
-             "warm-up) per 1 MiB operation; data file {} MiB\n",
-             c.iterations, c.warmup, c.big_iterations, c.big_warmup,
-             c.file_size >> 20);
-  fmt::print(out,
-             "- benchmark thread: {}; timer overhead {:.0f} ns per "
-             "sample (included)\n",
-             r.cpu >= 0 ? fmt::format("pinned to CPU {}", r.cpu)
-                        : std::string("not pinned"),
-             r.timer_overhead_ns);
-  fmt::print(out, "- libfuse: {}\n",
-             r.machine.libfuse_version.empty() ? "unknown"
-                                               : r.machine.libfuse_version);
-  fmt::print(out, "- targets:\n");
-  for (const auto& t : r.targets) {
+namespace {
+
+void print_table(std::FILE* out, const Table& tb) {
+  fmt::print(out, "### {}\n\n", tb.title);
+  fmt::print(out, "Targets:\n\n");
+  for (const auto& t : tb.targets) {
     if (t.unavailable.empty()) {
-      fmt::print(out, "  - {}: {}\n", t.id, t.description);
+      fmt::print(out, "- {}: {}\n", t.label, t.description);
     } else {
-      fmt::print(out, "  - {}: n/a — {}\n", t.id, t.unavailable);
+      fmt::print(out, "- {}: n/a — {}\n", t.label, t.unavailable);
     }
   }
+  fmt::print(out, "\n| operation | target | median µs | p99 µs |{}",
+             tb.show_mib ? " MiB/s |" : "");
+  for (const auto& b : tb.bases) fmt::print(out, " {} |", b.header);
+  fmt::print(out, "\n|---|---|---:|---:|{}", tb.show_mib ? "---:|" : "");
+  for (size_t i = 0; i < tb.bases.size(); ++i) fmt::print(out, "---:|");
   fmt::print(out, "\n");
-
-  const int tmpfs = find_target(r, "tmpfs");
-  const int libfuse = find_target(r, "libfuse");
-  fmt::print(out,
-             "| operation | target | median µs | p99 µs | MiB/s | vs tmpfs | "
-             "vs libfuse |\n");
-  fmt::print(out, "|---|---|---:|---:|---:|---:|---:|\n");
   // Why a cell is n/a, numbered; a reason shared by cells (a target that
   // could not be mounted) is listed once.
   std::vector<std::string> notes;
@@ -178,24 +173,35 @@ void print_markdown(std::FILE* out, const Report& r) {
     notes.push_back(text);
     return notes.size();
   };
-  for (const auto& row : r.rows) {
-    for (size_t t = 0; t < r.targets.size(); ++t) {
+  const std::string empty_ratios(tb.bases.size() * 2, ' ');
+  for (const auto& row : tb.rows) {
+    for (size_t t = 0; t < tb.targets.size(); ++t) {
       const Measurement& m = row.per_target[t];
+      const TargetSummary& target = tb.targets[t];
+      if (m.skipped) continue;
       if (!m.ok) {
-        size_t n = r.targets[t].unavailable.empty()
-                       ? note(fmt::format("{} on {}: {}", row.op.title,
-                                          r.targets[t].id, m.reason))
-                       : note(fmt::format("{}: {}", r.targets[t].id,
-                                          r.targets[t].unavailable));
-        fmt::print(out, "| {} | {} | n/a [{}] | n/a | | | |\n",
-                   md_cell(row.op.title), r.targets[t].id, n);
+        size_t n =
+            target.unavailable.empty()
+                ? note(fmt::format("{} on {}: {}", row.op.title, target.label,
+                                   m.reason))
+                : note(fmt::format("{}: {}", target.label, target.unavailable));
+        fmt::print(out, "| {} | {} | n/a [{}] | n/a |{}", md_cell(row.op.title),
+                   md_cell(target.label), n, tb.show_mib ? " |" : "");
+        for (size_t i = 0; i < tb.bases.size(); ++i) fmt::print(out, " |");
+        fmt::print(out, "\n");
         continue;
       }
-      fmt::print(out, "| {} | {} | {} | {} | {} | {} | {} |\n",
-                 md_cell(row.op.title), r.targets[t].id,
-                 fmt_us(m.stats.median_us), fmt_us(m.stats.p99_us),
-                 row.op.bytes ? fmt::format("{:.0f}", m.mib_per_s) : "",
-                 ratio(row, int(t), tmpfs), ratio(row, int(t), libfuse));
+      fmt::print(out, "| {} | {} | {} | {} |", md_cell(row.op.title),
+                 md_cell(target.label), fmt_us(m.stats.median_us),
+                 fmt_us(m.stats.p99_us));
+      if (tb.show_mib) {
+        fmt::print(out, " {} |",
+                   row.op.bytes ? fmt::format("{:.0f}", m.mib_per_s) : "");
+      }
+      for (const auto& b : tb.bases) {
+        fmt::print(out, " {} |", ratio(tb, row, t, b));
+      }
+      fmt::print(out, "\n");
     }
   }
   if (!notes.empty()) {
@@ -204,6 +210,40 @@ void print_markdown(std::FILE* out, const Report& r) {
       fmt::print(out, "[{}] {}  \n", i + 1, notes[i]);
     }
   }
+  fmt::print(out, "\n");
+}
+
+}  // namespace
+
+void print_markdown(std::FILE* out, const Report& r) {
+  const auto& c = r.config;
+  fmt::print(out, "## zest-bench\n\n");
+  fmt::print(out, "- machine: {}, {} cores, {}\n", r.machine.cpu_model,
+             r.machine.cores, r.machine.kernel);
+  fmt::print(out, "- load average when the run started: {}\n", r.load);
+  fmt::print(out, "- command: `{}`\n", r.command);
+  fmt::print(out,
+             "- iterations per target: {} (+{} warm-up) per small operation, "
+             "{} (+{} warm-up) per 1 MiB operation, {} (+{} warm-up) per "
+             "persistence operation; data file {} MiB\n",
+             c.iterations, c.warmup, c.big_iterations, c.big_warmup,
+             c.sync_iterations, c.sync_warmup, c.file_size >> 20);
+  fmt::print(out,
+             "- method: interleaved, {} rounds per operation; each round "
+             "measures one batch on every target in turn, starting with a "
+             "different target each round (warm-up calls spread over the "
+             "batches)\n",
+             c.rounds);
+  fmt::print(out,
+             "- benchmark thread: {}; timer overhead {:.0f} ns per "
+             "sample (included)\n",
+             r.cpu >= 0 ? fmt::format("pinned to CPU {}", r.cpu)
+                        : std::string("not pinned"),
+             r.timer_overhead_ns);
+  fmt::print(out, "- libfuse: {}\n\n",
+             r.machine.libfuse_version.empty() ? "unknown"
+                                               : r.machine.libfuse_version);
+  for (const auto& tb : r.tables) print_table(out, tb);
   std::fflush(out);
 }
 
@@ -215,49 +255,61 @@ Outcome<void> write_json(const std::string& path, const Report& r) {
     << ", \"kernel\": " << json_string(r.machine.kernel)
     << ", \"libfuse\": " << json_string(r.machine.libfuse_version) << "},\n";
   o << "  \"command\": " << json_string(r.command) << ",\n";
+  o << "  \"load\": " << json_string(r.load) << ",\n";
   o << fmt::format(
       "  \"config\": {{\"iterations\": {}, \"warmup\": {}, "
-      "\"big_iterations\": {}, \"big_warmup\": {}, \"file_size\": {}, "
+      "\"big_iterations\": {}, \"big_warmup\": {}, \"sync_iterations\": {}, "
+      "\"sync_warmup\": {}, \"rounds\": {}, \"file_size\": {}, "
       "\"cpu\": {}, \"timer_overhead_ns\": {:.1f}}},\n",
-      c.iterations, c.warmup, c.big_iterations, c.big_warmup, c.file_size,
-      r.cpu, r.timer_overhead_ns);
-  o << "  \"targets\": [";
-  for (size_t i = 0; i < r.targets.size(); ++i) {
-    const auto& t = r.targets[i];
-    o << (i ? ",\n    " : "\n    ") << "{\"id\": " << json_string(t.id)
-      << ", \"description\": " << json_string(t.description)
-      << ", \"available\": " << (t.unavailable.empty() ? "true" : "false")
-      << ", \"reason\": " << json_string(t.unavailable) << "}";
-  }
-  o << "\n  ],\n  \"results\": [";
-  const int tmpfs = find_target(r, "tmpfs");
-  const int libfuse = find_target(r, "libfuse");
-  bool first = true;
-  for (const auto& row : r.rows) {
-    for (size_t t = 0; t < r.targets.size(); ++t) {
-      const Measurement& m = row.per_target[t];
-      o << (first ? "\n    " : ",\n    ");
-      first = false;
-      o << "{\"op\": " << json_string(row.op.id)
-        << ", \"title\": " << json_string(row.op.title)
-        << ", \"target\": " << json_string(r.targets[t].id)
-        << ", \"ok\": " << (m.ok ? "true" : "false");
-      if (m.ok) {
-        o << fmt::format(
-            ", \"n\": {}, \"median_us\": {:.3f}, \"p99_us\": {:.3f}, "
-            "\"mean_us\": {:.3f}, \"min_us\": {:.3f}, \"max_us\": {:.3f}, "
-            "\"mib_per_s\": {:.1f}, \"ratio_tmpfs\": {}, \"ratio_libfuse\": {}",
-            m.stats.n, m.stats.median_us, m.stats.p99_us, m.stats.mean_us,
-            m.stats.min_us, m.stats.max_us, m.mib_per_s,
-            json_ratio(row, int(t), tmpfs), json_ratio(row, int(t), libfuse));
-      } else {
-        std::string reason = r.targets[t].unavailable.empty()
-                                 ? m.reason
-                                 : r.targets[t].unavailable;
-        o << ", \"reason\": " << json_string(reason);
-      }
-      o << "}";
+      c.iterations, c.warmup, c.big_iterations, c.big_warmup, c.sync_iterations,
+      c.sync_warmup, c.rounds, c.file_size, r.cpu, r.timer_overhead_ns);
+  o << "  \"tables\": [";
+  for (size_t ti = 0; ti < r.tables.size(); ++ti) {
+    const Table& tb = r.tables[ti];
+    o << (ti ? ",\n    " : "\n    ") << "{\"suite\": " << json_string(tb.suite)
+      << ",\n     \"targets\": [";
+    for (size_t i = 0; i < tb.targets.size(); ++i) {
+      const auto& t = tb.targets[i];
+      o << (i ? ",\n       " : "\n       ") << "{\"id\": " << json_string(t.id)
+        << ", \"label\": " << json_string(t.label)
+        << ", \"description\": " << json_string(t.description)
+        << ", \"available\": " << (t.unavailable.empty() ? "true" : "false")
+        << ", \"reason\": " << json_string(t.unavailable) << "}";
     }
+    o << "],\n     \"results\": [";
+    bool first = true;
+    for (const auto& row : tb.rows) {
+      for (size_t t = 0; t < tb.targets.size(); ++t) {
+        const Measurement& m = row.per_target[t];
+        if (m.skipped) continue;
+        o << (first ? "\n       " : ",\n       ");
+        first = false;
+        o << "{\"op\": " << json_string(row.op.id)
+          << ", \"title\": " << json_string(row.op.title)
+          << ", \"target\": " << json_string(tb.targets[t].id)
+          << ", \"ok\": " << (m.ok ? "true" : "false");
+        if (m.ok) {
+          o << fmt::format(
+              ", \"n\": {}, \"median_us\": {:.3f}, \"p99_us\": {:.3f}, "
+              "\"mean_us\": {:.3f}, \"min_us\": {:.3f}, \"max_us\": {:.3f}, "
+              "\"mib_per_s\": {:.1f}",
+              m.stats.n, m.stats.median_us, m.stats.p99_us, m.stats.mean_us,
+              m.stats.min_us, m.stats.max_us, m.mib_per_s);
+          for (const auto& b : tb.bases) {
+            auto x = ratio_of(tb, row, t, b);
+            o << ", \"ratio_" << b.id << "\": "
+              << (x ? fmt::format("{:.4f}", *x) : std::string("null"));
+          }
+        } else {
+          std::string reason = tb.targets[t].unavailable.empty()
+                                   ? m.reason
+                                   : tb.targets[t].unavailable;
+          o << ", \"reason\": " << json_string(reason);
+        }
+        o << "}";
+      }
+    }
+    o << "]}";
   }
   o << "\n  ]\n}\n";
   std::ofstream f(path);

@@ -1,6 +1,7 @@
-// Report: what the run measured, printed as a Markdown table for people and
+// Report: what the run measured, printed as Markdown tables for people and
 // as JSON for machines. Ratios compare medians: a target's median divided by
-// tmpfs's and by libfuse's median for the same operation.
+// a base target's median for the same operation (tmpfs and libfuse in the
+// latency table, memfs and ext4 in the persistence table).
 #pragma once
 
 #include <cstdio>
@@ -22,7 +23,7 @@ struct MachineInfo {
 MachineInfo machine_info();
 
 struct TargetSummary {
-  std::string id, description, unavailable;
+  std::string id, label, description, unavailable;
 };
 
 struct Row {
@@ -30,17 +31,33 @@ struct Row {
   std::vector<Measurement> per_target;  // same order as Report::targets
 };
 
+struct RatioBase {
+  std::string id;      // a target id
+  std::string header;  // "vs tmpfs"
+};
+
+// One suite's results.
+struct Table {
+  std::string suite;  // "latency", "persistence"
+  std::string title;
+  std::vector<TargetSummary> targets;
+  std::vector<Row> rows;
+  std::vector<RatioBase> bases;
+  bool show_mib = true;  // a MiB/s column
+};
+
 struct Report {
   MachineInfo machine;
   std::string command;
+  std::string load;  // /proc/loadavg when the run started
   WorkloadConfig config;
   int cpu = -1;  // the benchmark thread's CPU, -1 when not pinned
   double timer_overhead_ns = 0;
-  std::vector<TargetSummary> targets;
-  std::vector<Row> rows;
+  std::vector<Table> tables;
 };
 
-// The header (machine, command, targets) and the table.
+// The header (machine, command, method), then per table its targets and
+// the table itself.
 void print_markdown(std::FILE* out, const Report& r);
 Outcome<void> write_json(const std::string& path, const Report& r);
 

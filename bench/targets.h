@@ -3,11 +3,17 @@
 // FUSE mount before the tmpfs behind it, and everything before the scratch
 // directory).
 //
-//   tmpfs    a private tmpfs (mount(2)); a directory in /dev/shm if the
-//            driver may not mount
-//   libfuse  libfuse 3's example passthrough_ll, compiled now from the
-//            installed example source, over a private tmpfs, -o cache=never
-//   zest     `zest mount -f --fs memfs` over /dev/fuse
+//   tmpfs      a private tmpfs (mount(2)); a directory in /dev/shm if the
+//              driver may not mount
+//   libfuse    libfuse 3's example passthrough_ll, compiled now from the
+//              installed example source, over a private tmpfs, -o cache=never
+//   zest       `zest mount -f --fs memfs` over /dev/fuse (zest's defaults)
+//   zest-1t    the same with --threads 1
+//   zest-spin  the same with --spin-us 50
+//   pmfs       `zest mount -f --fs pmfs POOL` on a pool made by `zest mkfs
+//              --size 1G POOL` on a private tmpfs (memory, like pmem)
+//   ext4       ext4 (mkfs.ext4) on a loop device over a 512 MiB sparse
+//              image in the scratch directory, i.e. on the real disk
 #pragma once
 
 #include <chrono>
@@ -28,19 +34,28 @@ struct TargetOptions {
   std::string zest_binary;
   int zest_threads = 0;  // 0: zest's default
   std::string zest_opts;
+  unsigned zest_spin_us = 50;  // for zest-spin
+  std::string pmfs_pool_size = "1G";
+  uint64_t ext4_image_mib = 512;
   std::chrono::milliseconds mount_timeout{10000};
 };
 
 class Target {
  public:
-  std::string id;           // "tmpfs", "libfuse", "zest"
+  std::string id;           // "tmpfs", "libfuse", "zest", ...
   std::string description;  // what exactly was mounted, for the report
   std::string root;         // where the workload runs; empty if unavailable
   std::string unavailable;  // why not, when root is empty
+  // Every completed write or create is durable without fsync (pmfs): the
+  // persistence suite also measures the calls without fsync on it.
+  bool durable_on_return = false;
 
-  // Guards, destroyed bottom-up: server mount, then backing store.
+  // Guards, destroyed bottom-up: server mount, then the ext4 mount, the
+  // loop device under it, and the backing store.
   std::optional<ScratchDir> shm_dir;
-  std::optional<TmpfsMount> tmpfs;
+  std::optional<KernelMount> tmpfs;
+  std::optional<LoopDevice> loop;
+  std::optional<KernelMount> block;
   std::optional<FuseMount> fuse;
 };
 
@@ -50,7 +65,8 @@ std::unique_ptr<Target> make_target(const std::string& id,
                                     const TargetOptions& opts,
                                     ScratchDir& scratch);
 
-// True for the ids make_target knows.
+// True for the ids make_target knows; known_targets() lists them.
 bool known_target(const std::string& id);
+const char* known_targets();
 
 }  // namespace zest::bench

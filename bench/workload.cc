@@ -33,21 +33,47 @@ uint64_t splitmix64(uint64_t& state) {
 
 }  // namespace
 
-const std::array<OpInfo, 7>& all_ops() {
-  static const std::array<OpInfo, 7> ops = {{
+const std::vector<OpInfo>& latency_ops() {
+  static const std::vector<OpInfo> ops = {
       {Op::kRandRead4K, "randread4k", "4 KiB random read (O_DIRECT)", kSmall,
-       false},
+       Size::kSmall},
       {Op::kRandWrite4K, "randwrite4k", "4 KiB random write (O_DIRECT)", kSmall,
-       false},
-      {Op::kStatx, "statx", "statx (force sync)", 0, false},
-      {Op::kCreate, "create", "create (open O_CREAT|O_EXCL + close)", 0, false},
-      {Op::kUnlink, "unlink", "unlink", 0, false},
+       Size::kSmall},
+      {Op::kStatx, "statx", "statx (force sync)", 0, Size::kSmall},
+      {Op::kCreate, "create", "create (open O_CREAT|O_EXCL + close)", 0,
+       Size::kSmall},
+      {Op::kUnlink, "unlink", "unlink", 0, Size::kSmall},
       {Op::kSeqRead1M, "seqread1m", "1 MiB sequential read (O_DIRECT)", kBig,
-       true},
+       Size::kBig},
       {Op::kSeqWrite1M, "seqwrite1m", "1 MiB sequential write (O_DIRECT)", kBig,
-       true},
-  }};
+       Size::kBig},
+  };
   return ops;
+}
+
+const std::vector<OpInfo>& persistence_ops() {
+  static const std::vector<OpInfo> ops = {
+      {Op::kSyncWrite4K, "syncwrite4k", "4 KiB write + fsync", kSmall,
+       Size::kSync},
+      {Op::kDurableWrite4K, "write4k-durable",
+       "4 KiB write, no fsync (durable on return)", kSmall, Size::kSync, true,
+       Op::kSyncWrite4K},
+      {Op::kSyncCreate, "synccreate", "create + fsync(file) + fsync(dir)", 0,
+       Size::kSync},
+      {Op::kDurableCreate, "create-durable",
+       "create, no fsync (durable on return)", 0, Size::kSync, true,
+       Op::kSyncCreate},
+  };
+  return ops;
+}
+
+const OpInfo& op_info(Op op) {
+  for (const auto* list : {&latency_ops(), &persistence_ops()}) {
+    for (const auto& o : *list) {
+      if (o.op == op) return o;
+    }
+  }
+  std::abort();  // every Op is in one of the lists
 }
 
 Stats summarize(uint64_t* ns, size_t n) {
@@ -102,14 +128,19 @@ Outcome<std::unique_ptr<Workload>> Workload::prepare(
                                                    &std::free);
   for (size_t i = 0; i < kBig; ++i) w->buf_.get()[i] = char(i * 7 + 1);
 
-  w->samples_.resize(std::max(cfg.iterations, cfg.big_iterations));
+  w->samples_.resize(
+      std::max({cfg.iterations, cfg.big_iterations, cfg.sync_iterations}));
   w->unlink_samples_.resize(cfg.iterations);
+  // Offsets and names for every call of a phase, warm-up included; each
+  // phase starts again at index 0.
+  const size_t calls =
+      std::max(cfg.total_calls(Size::kSmall), cfg.total_calls(Size::kSync));
   uint64_t seed = 0x5eed;
   uint64_t blocks = cfg.file_size / kSmall;
-  w->offsets_.resize(cfg.warmup + cfg.iterations);
+  w->offsets_.resize(calls);
   for (auto& o : w->offsets_) o = (splitmix64(seed) % blocks) * kSmall;
-  w->names_.assign((cfg.warmup + cfg.iterations) * kNameSize, '\0');
-  for (size_t i = 0; i < cfg.warmup + cfg.iterations; ++i) {
+  w->names_.assign(calls * kNameSize, '\0');
+  for (size_t i = 0; i < calls; ++i) {
     fmt::format_to_n(&w->names_[i * kNameSize], kNameSize - 1, "f{:08}", i);
   }
 
@@ -153,6 +184,7 @@ Outcome<std::unique_ptr<Workload>> Workload::prepare(
 }
 
 Workload::~Workload() {
+  data_fd_.reset();
   if (create_dir_fd_) {
     for (size_t i = unlinked_; i < created_; ++i) {
       unlinkat(create_dir_fd_.get(), name(i), 0);
@@ -164,12 +196,12 @@ Workload::~Workload() {
   unlink(data_path_.c_str());
 }
 
-// The measurement loop: calls i in [first, first + count); call i >= warm
-// is recorded in out[i - warm]. `call(i)` returns false on failure (with
-// errno set, or 0 for a short transfer). Nothing here allocates: the sample
-// arrays were sized in prepare().
+// The measurement loop: calls i in [first, first + count); the calls after
+// the first `skip` are recorded in out[0], out[1], ... `call(i)` returns
+// false on failure (with errno set, or 0 for a short transfer). Nothing
+// here allocates: the sample arrays were sized in prepare().
 template <class Call>
-Workload::LoopEnd Workload::timed_loop(size_t first, size_t count, size_t warm,
+Workload::LoopEnd Workload::timed_loop(size_t first, size_t count, size_t skip,
                                        uint64_t* out, Call&& call) {
   for (size_t i = first; i < first + count; ++i) {
     if (g_interrupted) return LoopEnd{false, i, EINTR};
@@ -178,7 +210,7 @@ Workload::LoopEnd Workload::timed_loop(size_t first, size_t count, size_t warm,
     bool ok = call(i);
     uint64_t t1 = now_ns();
     if (!ok) return LoopEnd{false, i, errno};
-    if (i >= warm) out[i - warm] = t1 - t0;
+    if (i >= first + skip) out[i - first - skip] = t1 - t0;
     // For the watchdog; one writer, so no locked read-modify-write.
     g_progress.store(g_progress.load(std::memory_order_relaxed) + 1,
                      std::memory_order_relaxed);
@@ -186,7 +218,8 @@ Workload::LoopEnd Workload::timed_loop(size_t first, size_t count, size_t warm,
   return LoopEnd{};
 }
 
-Measurement Workload::finish(const OpInfo& info, uint64_t* samples, size_t n) {
+Measurement Workload::summary(Op op, uint64_t* samples, size_t n) {
+  const OpInfo& info = op_info(op);
   Measurement m;
   m.ok = true;
   m.stats = summarize(samples, n);
@@ -215,134 +248,208 @@ Measurement Workload::fail(const std::string& what, const LoopEnd& end) {
   return m;
 }
 
-Measurement Workload::data_op(const OpInfo& info) {
-  bool write = info.op == Op::kRandWrite4K || info.op == Op::kSeqWrite1M;
-  int flags = (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC;
-  UniqueFd fd(open(data_path_.c_str(), flags));
-  if (!fd) {
-    Measurement m;
-    m.reason = sys_failure(write ? "open(O_WRONLY|O_DIRECT)"
-                                 : "open(O_RDONLY|O_DIRECT)",
-                           data_path_)
-                   .message;
-    return m;
-  }
-  const int f = fd.get();
-  char* const buf = buf_.get();
-  const uint64_t* const offsets = offsets_.data();
-  const size_t len = info.bytes;
-  const uint64_t size = cfg_.file_size;
-  const size_t warm = info.big ? cfg_.big_warmup : cfg_.warmup;
-  const size_t n = info.big ? cfg_.big_iterations : cfg_.iterations;
-  uint64_t* const out = samples_.data();
-
-  LoopEnd end;
-  switch (info.op) {
+Outcome<void> Workload::begin(Op op) {
+  phase_ = phase_of(op);
+  next_call_ = 0;
+  measured_ = 0;
+  has_failed_ = false;
+  failed_ = Measurement{};
+  unlink_failed_ = Measurement{};
+  data_fd_.reset();
+  int flags = 0;
+  switch (phase_) {
     case Op::kRandRead4K:
-      end = timed_loop(0, warm + n, warm, out, [&](size_t i) {
-        return pread(f, buf, len, off_t(offsets[i])) == ssize_t(len);
-      });
+    case Op::kSeqRead1M:
+      flags = O_RDONLY | O_DIRECT;
       break;
     case Op::kRandWrite4K:
-      end = timed_loop(0, warm + n, warm, out, [&](size_t i) {
-        return pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len);
-      });
-      break;
-    case Op::kSeqRead1M:
-      end = timed_loop(0, warm + n, warm, out, [&](size_t i) {
-        return pread(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
-      });
-      break;
     case Op::kSeqWrite1M:
-      end = timed_loop(0, warm + n, warm, out, [&](size_t i) {
-        return pwrite(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
-      });
+      flags = O_WRONLY | O_DIRECT;
+      break;
+    case Op::kSyncWrite4K:
+    case Op::kDurableWrite4K:
+      // Buffered, as an application that wants durability writes; on the
+      // FUSE targets (direct_io) every write still reaches the server.
+      flags = O_WRONLY;
       break;
     default:
       break;
   }
-  if (!end.ok) {
-    return fail(fmt::format("{}({})", write ? "pwrite" : "pread", data_path_),
-                end);
+  if (flags != 0) {
+    data_fd_.reset(open(data_path_.c_str(), flags | O_CLOEXEC));
+    if (!data_fd_) {
+      failed_.reason =
+          sys_failure(fmt::format("open({:#o})", flags), data_path_).message;
+      has_failed_ = true;
+      return Failure{failed_.reason};
+    }
   }
-  return finish(info, out, n);
+  // Persistence phases start from a clean state: the data file and the
+  // directory on stable storage (untimed), so the first timed fsync does
+  // not also commit the setup.
+  if (phase_ == Op::kSyncWrite4K || phase_ == Op::kDurableWrite4K) {
+    if (fsync(data_fd_.get()) != 0) {
+      failed_.reason = sys_failure("fsync", data_path_).message;
+      has_failed_ = true;
+      return Failure{failed_.reason};
+    }
+  }
+  if (phase_ == Op::kSyncCreate || phase_ == Op::kDurableCreate) {
+    if (fsync(create_dir_fd_.get()) != 0) {
+      failed_.reason = sys_failure("fsync", create_dir_).message;
+      has_failed_ = true;
+      return Failure{failed_.reason};
+    }
+  }
+  return {};
 }
 
-// Creates and unlinks files in rounds of kRound: create a round (timed as
-// `create`), then unlink it, oldest first (timed as `unlink`). Rounds keep
-// the directory and the servers' per-inode state bounded: passthrough_ll
-// holds an open fd for every inode the kernel knows, and one round at a
-// time stays far below any open-file limit, whatever --iterations is.
-void Workload::create_unlink_pass() {
-  create_unlink_done_ = true;
+Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
+  const int f = data_fd_.get();
+  char* const buf = buf_.get();
+  const uint64_t* const offsets = offsets_.data();
+  const OpInfo& info = op_info(phase_);
+  const size_t len = info.bytes;
+  const uint64_t size = cfg_.file_size;
+  const size_t first = next_call_;
+  uint64_t* const out = samples_.data() + measured_;
+  switch (phase_) {
+    case Op::kRandRead4K:
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return pread(f, buf, len, off_t(offsets[i])) == ssize_t(len);
+      });
+    case Op::kRandWrite4K:
+    case Op::kDurableWrite4K:
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len);
+      });
+    case Op::kSyncWrite4K:
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len) &&
+               fsync(f) == 0;
+      });
+    case Op::kSeqRead1M:
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return pread(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
+      });
+    case Op::kSeqWrite1M:
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return pwrite(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
+      });
+    case Op::kStatx: {
+      const int dir = root_fd_.get();
+      const char* nm = stat_name_.c_str();
+      struct statx stx;
+      return timed_loop(first, warm + n, warm, out, [&](size_t) {
+        return statx(dir, nm, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx) ==
+               0;
+      });
+    }
+    default:
+      return LoopEnd{false, first, EINVAL};
+  }
+}
+
+// Creates and unlinks files in sub-rounds of at most kRound: create them
+// (timed), then unlink them, oldest first (timed as `unlink` in the
+// latency suite; untimed, followed by an untimed fsync of the directory, in
+// the persistence suite). Every batch leaves the directory empty, which
+// keeps it small and the servers' per-inode state bounded: passthrough_ll
+// holds an open fd for every inode the kernel knows, and kRound at a time
+// stays far below any open-file limit, whatever --iterations is.
+void Workload::create_batch(size_t warm, size_t n) {
   const int dir = create_dir_fd_.get();
-  const size_t warm = cfg_.warmup;
-  const size_t total = cfg_.warmup + cfg_.iterations;
+  const bool sync = phase_ == Op::kSyncCreate;
+  const bool latency = phase_ == Op::kCreate;
   auto create = [&](size_t i) {
     UniqueFd fd(
         openat(dir, name(i), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
     if (!fd) return false;
-    fd.reset();  // the close (FLUSH + RELEASE on FUSE) is part of the cost
     created_ = i + 1;
-    return true;
+    if (sync && fsync(fd.get()) != 0) return false;
+    fd.reset();  // the close (FLUSH + RELEASE on FUSE) is part of the cost
+    return !sync || fsync(dir) == 0;
   };
   auto remove = [&](size_t i) {
     if (unlinkat(dir, name(i), 0) != 0) return false;
     unlinked_ = i + 1;
     return true;
   };
-  for (size_t first = 0; first < total; first += kRound) {
-    size_t count = std::min(kRound, total - first);
-    LoopEnd end = timed_loop(first, count, warm, samples_.data(), create);
-    if (!end.ok) {
-      create_result_ = fail(fmt::format("openat({}/{}, O_CREAT|O_EXCL)",
-                                        create_dir_, name(end.index)),
-                            end);
-      unlink_result_.reason = "not measured: create failed";
+  const size_t begin = next_call_, end = next_call_ + warm + n;
+  const size_t first_measured = begin + warm;
+  for (size_t first = begin; first < end; first += kRound) {
+    const size_t count = std::min(kRound, end - first);
+    // Calls before first_measured are warm-up; samples go after those
+    // already recorded in this phase.
+    const size_t skip =
+        first_measured > first ? std::min(count, first_measured - first) : 0;
+    const size_t at =
+        measured_ +
+        (first + skip > first_measured ? first + skip - first_measured : 0);
+    created_ = unlinked_ = first;  // everything before was unlinked
+    LoopEnd e = timed_loop(first, count, skip, samples_.data() + at, create);
+    if (!e.ok) {
+      failed_ = fail(fmt::format("openat({}/{}, O_CREAT|O_EXCL){}", create_dir_,
+                                 name(e.index), sync ? " + fsync" : ""),
+                     e);
+      unlink_failed_.reason = "not measured: create failed";
+      has_failed_ = true;
       return;
     }
-    end = timed_loop(first, count, warm, unlink_samples_.data(), remove);
-    if (!end.ok) {
-      create_result_.reason = "not measured: unlink failed";
-      unlink_result_ = fail(
-          fmt::format("unlinkat({}/{})", create_dir_, name(end.index)), end);
+    if (latency) {
+      e = timed_loop(first, count, skip, unlink_samples_.data() + at, remove);
+    } else {
+      e = LoopEnd{};
+      for (size_t i = first; i < first + count && e.ok; ++i) {
+        if (!remove(i)) e = LoopEnd{false, i, errno};
+      }
+      if (e.ok && fsync(dir) != 0) e = LoopEnd{false, first + count, errno};
+    }
+    if (!e.ok) {
+      unlink_failed_ =
+          fail(fmt::format("unlinkat({}/{})", create_dir_, name(e.index)), e);
+      failed_.reason =
+          latency ? "not measured: unlink failed" : unlink_failed_.reason;
+      has_failed_ = true;
       return;
     }
   }
-  create_result_ =
-      finish(all_ops()[size_t(Op::kCreate)], samples_.data(), cfg_.iterations);
-  unlink_result_ = finish(all_ops()[size_t(Op::kUnlink)],
-                          unlink_samples_.data(), cfg_.iterations);
 }
 
-Measurement Workload::run(Op op) {
-  const OpInfo& info = all_ops()[size_t(op)];
-  switch (op) {
-    case Op::kStatx: {
-      const int dir = root_fd_.get();
-      const char* nm = stat_name_.c_str();
-      struct statx stx;
-      LoopEnd end = timed_loop(0, cfg_.warmup + cfg_.iterations, cfg_.warmup,
-                               samples_.data(), [&](size_t) {
-                                 return statx(dir, nm, AT_STATX_FORCE_SYNC,
-                                              STATX_BASIC_STATS, &stx) == 0;
-                               });
-      if (!end.ok) {
-        return fail(
-            fmt::format("statx({}/{}, AT_STATX_FORCE_SYNC)", root_, stat_name_),
-            end);
-      }
-      return finish(info, samples_.data(), cfg_.iterations);
+bool Workload::batch(size_t warm, size_t n) {
+  if (has_failed_) return false;
+  if (phase_ == Op::kCreate || phase_ == Op::kSyncCreate ||
+      phase_ == Op::kDurableCreate) {
+    create_batch(warm, n);
+    if (has_failed_) return false;
+  } else {
+    LoopEnd e = data_batch(warm, n);
+    if (!e.ok) {
+      const bool write = phase_ != Op::kRandRead4K &&
+                         phase_ != Op::kSeqRead1M && phase_ != Op::kStatx;
+      std::string what =
+          phase_ == Op::kStatx
+              ? fmt::format("statx({}/{}, AT_STATX_FORCE_SYNC)", root_,
+                            stat_name_)
+              : fmt::format("{}({})", write ? "pwrite" : "pread", data_path_);
+      if (phase_ == Op::kSyncWrite4K) what += " + fsync";
+      failed_ = fail(what, e);
+      has_failed_ = true;
+      return false;
     }
-    case Op::kCreate:
-    case Op::kUnlink:
-      // Measured together; the create samples live in samples_ until the
-      // next run(), so summarise both now.
-      if (!create_unlink_done_) create_unlink_pass();
-      return op == Op::kCreate ? create_result_ : unlink_result_;
-    default:
-      return data_op(info);
   }
+  next_call_ += warm + n;
+  measured_ += n;
+  return true;
+}
+
+Measurement Workload::result(Op op) {
+  data_fd_.reset();
+  if (has_failed_) {
+    return op == Op::kUnlink ? unlink_failed_ : failed_;
+  }
+  if (op == Op::kUnlink) return summary(op, unlink_samples_.data(), measured_);
+  return summary(op, samples_.data(), measured_);
 }
 
 }  // namespace zest::bench

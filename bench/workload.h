@@ -5,7 +5,7 @@
 // array), so nothing is allocated while measuring.
 #pragma once
 
-#include <array>
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -18,6 +18,7 @@
 namespace zest::bench {
 
 enum class Op {
+  // Latency suite.
   kRandRead4K,
   kRandWrite4K,
   kStatx,
@@ -25,26 +26,77 @@ enum class Op {
   kUnlink,
   kSeqRead1M,
   kSeqWrite1M,
+  // Persistence suite.
+  kSyncWrite4K,     // pwrite + fsync
+  kDurableWrite4K,  // pwrite alone (targets durable on return)
+  kSyncCreate,      // open O_CREAT|O_EXCL + fsync + close + fsync(dir)
+  kDurableCreate,   // open O_CREAT|O_EXCL + close (targets durable on return)
 };
+
+// Which iteration counts an operation uses.
+enum class Size { kSmall, kBig, kSync };
 
 struct OpInfo {
   Op op;
   const char* id;     // for --ops and JSON
   const char* title;  // for the table
   size_t bytes;       // bytes moved per call; 0 for metadata operations
-  bool big;           // uses --big-iterations
+  Size size;
+  // Measured only on targets whose operations are durable on return.
+  bool durable_only = false;
+  // Ratios divide by the base target's median of this operation: the
+  // durable-on-return rows compare with what the others need to be durable.
+  Op ratio_op = op;
 };
 
-// Every operation, in table order.
-const std::array<OpInfo, 7>& all_ops();
+// Every operation of each suite, in table order.
+const std::vector<OpInfo>& latency_ops();
+const std::vector<OpInfo>& persistence_ops();
+const OpInfo& op_info(Op op);
+
+// create and unlink are measured together (every round creates files and
+// unlinks them again), so they are one phase, named by kCreate.
+inline Op phase_of(Op op) { return op == Op::kUnlink ? Op::kCreate : op; }
 
 struct WorkloadConfig {
-  // Defaults: about 1-2 minutes for all three targets on 2 cores.
+  // Defaults: a few minutes for every target on 2 cores.
   size_t iterations = 100000;    // measured calls, small operations
   size_t warmup = 5000;          // unmeasured calls before them
   size_t big_iterations = 5000;  // measured 1 MiB calls
   size_t big_warmup = 200;
+  size_t sync_iterations = 2000;  // measured persistence calls
+  size_t sync_warmup = 100;
+  size_t rounds = 20;  // batches per target and operation (interleaved)
   uint64_t file_size = 64 << 20;  // the data file read and written
+
+  size_t measured(Size s) const {
+    return s == Size::kSmall ? iterations
+           : s == Size::kBig ? big_iterations
+                             : sync_iterations;
+  }
+  size_t warm(Size s) const {
+    return s == Size::kSmall ? warmup
+           : s == Size::kBig ? big_warmup
+                             : sync_warmup;
+  }
+  // Rounds actually run: no empty batches.
+  size_t rounds_for(Size s) const {
+    return std::max<size_t>(1, std::min(rounds, measured(s)));
+  }
+  // Measured calls in round r; they add up to measured(s).
+  size_t batch_calls(Size s, size_t r) const {
+    size_t n = measured(s), k = rounds_for(s);
+    return n / k + (r < n % k ? 1 : 0);
+  }
+  // Unmeasured calls before each batch: the warm-up, spread over rounds.
+  size_t batch_warm(Size s) const {
+    size_t k = rounds_for(s);
+    return (warm(s) + k - 1) / k;
+  }
+  // Calls one target makes for an operation, warm-up included.
+  size_t total_calls(Size s) const {
+    return rounds_for(s) * batch_warm(s) + measured(s);
+  }
 };
 
 struct Stats {
@@ -57,11 +109,17 @@ Stats summarize(uint64_t* ns, size_t n);
 
 struct Measurement {
   bool ok = false;
-  std::string reason;  // why not ok
+  bool skipped = false;  // not applicable to this target: no table row
+  std::string reason;    // why not ok
   Stats stats;
   double mib_per_s = 0;  // bytes per call / mean latency; 0 for metadata
 };
 
+// One target's files and measurement state. An operation is measured as a
+// phase: begin(), then batch() once per round (the driver interleaves the
+// targets' batches, see rounds.h), then result(). Setup (files, fds, the
+// untimed fsync of the data file) happens in prepare() and begin(), never
+// in a batch.
 class Workload {
  public:
   // Creates the files the operations use under `root` (which must exist):
@@ -72,7 +130,17 @@ class Workload {
   Workload(const Workload&) = delete;
   Workload& operator=(const Workload&) = delete;
 
-  Measurement run(Op op);
+  // Starts measuring phase_of(op): opens what its calls use.
+  Outcome<void> begin(Op op);
+  // `warm` unmeasured calls, then `n` measured ones, appended to this
+  // phase's samples. After a failure, later batches do nothing. Returns
+  // false on failure.
+  bool batch(size_t warm, size_t n);
+  // The phase's result for `op` (kCreate and kUnlink for their phase);
+  // closes what begin() opened.
+  Measurement result(Op op);
+  // The reason of the last failed batch.
+  const std::string& failure() const { return failed_.reason; }
 
  private:
   struct LoopEnd {
@@ -82,16 +150,16 @@ class Workload {
   };
   Workload(std::string root, const WorkloadConfig& cfg);
   template <class Call>
-  LoopEnd timed_loop(size_t first, size_t count, size_t warm, uint64_t* out,
+  LoopEnd timed_loop(size_t first, size_t count, size_t skip, uint64_t* out,
                      Call&& call);
-  Measurement finish(const OpInfo& info, uint64_t* samples, size_t n);
+  Measurement summary(Op op, uint64_t* samples, size_t n);
   Measurement fail(const std::string& what, const LoopEnd& end);
-  Measurement data_op(const OpInfo& info);
-  void create_unlink_pass();
+  LoopEnd data_batch(size_t warm, size_t n);
+  void create_batch(size_t warm, size_t n);
   const char* name(size_t i) const { return &names_[i * kNameSize]; }
 
   static constexpr size_t kNameSize = 16;
-  // Files created before they are unlinked again (see create_unlink_pass).
+  // Files created before they are unlinked again (see create_batch).
   static constexpr size_t kRound = 4096;
 
   std::string root_, data_path_, stat_name_, create_dir_;
@@ -100,12 +168,19 @@ class Workload {
   std::vector<uint64_t> samples_;
   std::vector<uint64_t> unlink_samples_;
   std::vector<uint64_t> offsets_;  // random 4 KiB-aligned, fixed seed
-  std::vector<char> names_;        // warmup + iterations names for creates
+  std::vector<char> names_;        // names for creates, one per call
   UniqueFd root_fd_, create_dir_fd_;
   size_t created_ = 0;  // names [unlinked_, created_) exist
   size_t unlinked_ = 0;
-  bool create_unlink_done_ = false;
-  Measurement create_result_, unlink_result_;
+
+  // The phase being measured.
+  Op phase_ = Op::kRandRead4K;
+  UniqueFd data_fd_;
+  size_t next_call_ = 0;  // index of the next call (offsets, names)
+  size_t measured_ = 0;   // samples recorded so far
+  Measurement failed_;    // set when a batch failed (ok == false, reason)
+  bool has_failed_ = false;
+  Measurement unlink_failed_;
 };
 
 // Median of back-to-back clock_gettime pairs, in ns: the timer's own cost,
