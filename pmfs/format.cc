@@ -99,7 +99,8 @@ bool superblock_valid(const Superblock& sb, uint64_t pool_size, std::string* why
     *why = fmt::format("block size {} is not supported", sb.block_size);
     return false;
   }
-  if (sb.pool_size != pool_size || sb.total_blocks * kBlockSize != sb.pool_size) {
+  if (sb.pool_size != pool_size || sb.pool_size % kBlockSize != 0 ||
+      sb.total_blocks != sb.pool_size / kBlockSize) {
     *why = fmt::format("superblock says the pool is {} bytes but it is {} "
                        "(truncated or grown pool file?)", sb.pool_size, pool_size);
     return false;

@@ -768,6 +768,14 @@ class Pass {
     pointer(d.xattr_block, true, "xattr_block",
             offsetof(DiskInode, xattr_block));
 
+    if (dtype != DT_DIR && d.parent != 0) {
+      // Only directories have a parent field; mount refuses anything else.
+      rep_.error(fmt::format("inode {}: parent {} set on a {}", ino, d.parent,
+                             type_name(dtype)));
+      patch_inode(
+          ino, [](DiskInode& x) { x.parent = 0; }, "parent cleared");
+      d.parent = 0;
+    }
     if (dtype == DT_DIR && ino != kRootIno &&
         (d.parent == 0 || d.parent > sb_.inode_count)) {
       // Reported again (and repaired) by the tree check when the directory

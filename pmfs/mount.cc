@@ -415,19 +415,20 @@ Result<std::unique_ptr<PmFsImpl>> PmFsImpl::mount(pmem::PoolMap pool, const Opti
   const Superblock sb = sbs[use];
   Options opts = options;
   if (sb.features_ro_compat != 0) opts.read_only = true;
-  if (!pool.read_only() && !opts.read_only &&
-      std::memcmp(&sbs[0], &sbs[1], sizeof(Superblock)) != 0) {
-    const uint64_t other = (1 - use) * kBlockSize;
-    log_warn("pmfs: rewriting the {} superblock ({})", use ? "primary" : "secondary",
-             whys[1 - use].empty() ? "differs" : whys[1 - use]);
-    pool.zero(other, kBlockSize);
-    pool.write_nt(other, &sb, sizeof(sb));
-    pool.drain();
-  }
+  const bool rewrite_other = !pool.read_only() && !opts.read_only &&
+                             std::memcmp(&sbs[0], &sbs[1], sizeof(Superblock)) != 0;
   std::unique_ptr<PmFsImpl> fs(new PmFsImpl(std::move(pool), opts, sb));
   if (Status s = fs->journal_->recover(why); !s) return s.error();
   Loader loader(*fs, why);
   if (Status s = loader.run(); !s) return s.error();
+  // Only a superblock that led to a whole, consistent mount may overwrite
+  // the other copy: a bad one must never destroy the good backup.
+  if (rewrite_other) {
+    const uint64_t other = (1 - use) * kBlockSize;
+    log_warn("pmfs: rewriting the {} superblock ({})", use ? "primary" : "secondary",
+             whys[1 - use].empty() ? "differs" : whys[1 - use]);
+    fs->rewrite_superblock(other);
+  }
   if (opts.test_halt_after_commits) fs->journal_->halt_after(opts.test_halt_after_commits);
   return fs;
 }

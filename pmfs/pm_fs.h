@@ -90,6 +90,12 @@ class PmFsImpl final : public PmFs {
   std::string durability() const override { return pool_.describe(); }
   void mark(uint64_t tag) override;
   const pmem::PoolMap& pool() const override { return pool_; }
+  // Writes this mount's superblock over the copy at `offset` (mount.cc).
+  void rewrite_superblock(uint64_t offset) {
+    pool_.zero(offset, kBlockSize);
+    pool_.write_nt(offset, &sb_, sizeof(sb_));
+    pool_.drain();
+  }
 
   // fs::FileSystem
   fs::Capabilities capabilities() const override;

@@ -1,15 +1,21 @@
-// pmfs_fuzz_replay: runs the fsck fuzz entry point without libFuzzer, so any
-// compiler can run it (ctest does, briefly).
-//   pmfs_fuzz_replay PATH...            each file, or each file in each
+// pmfs_fuzz_replay: runs the fsck or mount fuzz entry point without
+// libFuzzer, so any compiler can run it (ctest does, briefly).
+//   pmfs_fuzz_replay [--target fsck|mount] PATH...
+//                                       each file, or each file in each
 //                                       directory, as one input
-//   pmfs_fuzz_replay --random N [--seed S] [--save DIR]
+//   pmfs_fuzz_replay [--target fsck|mount] --random N [--seed S] [--save DIR]
 //                                       N seeded random patch lists, biased
 //                                       towards the image's metadata; a
 //                                       failing input is written to DIR
-// Exit status 0 when every input gives a plausible answer; a crash or a hang
-// is a failure too (run under a timeout).
+// --target fsck (the default) runs fsck_one (fuzz_common.h); --target mount
+// runs mount_one (mount_walk.h): pmfs::open and a walk of the FileSystem API.
+// Exit status 0 when every input gives a plausible answer. A crash or a hang
+// (one input running past --hang-s seconds, default 20) is a failure too: a
+// watchdog names the input and, with --save, writes it to DIR/crash-current
+// before the process dies.
 #include <fmt/format.h>
 
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,11 +24,15 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <fcntl.h>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
 #include "pmfs/fsck.h"
+#include "base/log.h"
 #include "pmfs/fuzz/fuzz_common.h"
+#include "pmfs/fuzz/mount_walk.h"
 #include "pmfs/fuzz/sample_image.h"
 
 namespace fs = std::filesystem;
@@ -85,12 +95,38 @@ std::vector<uint8_t> random_input(std::mt19937_64& rng) {
   return in;
 }
 
+// The input being run, for the watchdog and crash handler (async-signal
+// safe: plain arrays, written before each run).
+char g_crash_path[4096];
+char g_name[512];
+std::vector<uint8_t> g_current;
+
+void on_fatal(int sig) {
+  const char* what = sig == SIGALRM ? "hang (watchdog)" : "fatal signal";
+  char msg[1024];
+  int n = std::snprintf(msg, sizeof msg, "pmfs_fuzz_replay: %s %d on input %s\n",
+                        what, sig, g_name);
+  if (n > 0) (void)!::write(2, msg, size_t(n));
+  if (g_crash_path[0]) {
+    int fd = ::open(g_crash_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      (void)!::write(fd, g_current.data(), g_current.size());
+      ::close(fd);
+    }
+  }
+  std::signal(sig, SIG_DFL);
+  if (sig == SIGALRM) sig = SIGABRT;
+  std::raise(sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   uint64_t random_runs = 0;
   uint64_t seed = 1;
   std::string save_dir;
+  std::string target = "fsck";
+  unsigned hang_s = 20;
   std::vector<fs::path> paths;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -100,9 +136,16 @@ int main(int argc, char** argv) {
       seed = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--save" && i + 1 < argc) {
       save_dir = argv[++i];
+    } else if (a == "--target" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "fsck" ||
+                std::string(argv[i + 1]) == "mount")) {
+      target = argv[++i];
+    } else if (a == "--hang-s" && i + 1 < argc) {
+      hang_s = unsigned(std::strtoul(argv[++i], nullptr, 10));
     } else if (a.starts_with("--")) {
       fmt::print(stderr,
-                 "usage: {} [--random N [--seed S] [--save DIR]] [PATH...]\n",
+                 "usage: {} [--target fsck|mount] [--hang-s S] "
+                 "[--random N [--seed S] [--save DIR]] [PATH...]\n",
                  argv[0]);
       return 2;
     } else {
@@ -118,16 +161,51 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const bool mount = target == "mount";
+  if (mount) zest::set_log_level(zest::LogLevel::Error);  // sb rewrites warn
+  if (!save_dir.empty()) {
+    std::snprintf(g_crash_path, sizeof g_crash_path, "%s/crash-current",
+                  save_dir.c_str());
+  }
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM})
+    std::signal(sig, on_fatal);
+  g_current.reserve(1 << 16);
+
   uint64_t runs = 0, failures = 0, flagged = 0;
+  uint64_t opened = 0, refused_clean = 0, operations = 0;
   auto one = [&](const std::vector<uint8_t>& input, const std::string& name) {
     ++runs;
-    std::string wrong = sample::fsck_one(input);
-    if (wrong.empty()) {
-      std::vector<std::byte> img(sample::standard_image().image());
-      sample::apply_patches(img, input);
-      if (fsck_image(img).exit_code() != 0) ++flagged;
-      return;
+    g_current.assign(input.begin(), input.end());
+    std::snprintf(g_name, sizeof g_name, "%s", name.c_str());
+    ::alarm(hang_s);
+    std::string wrong;
+    if (mount) {
+      sample::MountWalkStats st;
+      wrong = sample::mount_one(input, &st);
+      opened += st.opened;
+      operations += st.operations;
+      if (st.refused_clean) {
+        ++refused_clean;
+        fmt::print(stderr, "{}: note: mount refuses a pool fsck calls clean: {}\n",
+                   name, st.refusal);
+        if (!save_dir.empty()) {
+          std::ofstream out(fs::path(save_dir) / fmt::format("refused-clean-{}", runs),
+                            std::ios::binary);
+          out.write(reinterpret_cast<const char*>(input.data()),
+                    std::streamsize(input.size()));
+        }
+      }
+      if (wrong.empty() && !st.fsck_clean) ++flagged;
+    } else {
+      wrong = sample::fsck_one(input);
+      if (wrong.empty()) {
+        std::vector<std::byte> img(sample::standard_image().image());
+        sample::apply_patches(img, input);
+        if (fsck_image(img).exit_code() != 0) ++flagged;
+      }
     }
+    ::alarm(0);
+    if (wrong.empty()) return;
     ++failures;
     fmt::print(stderr, "{}: {}\n", name, wrong);
     if (!save_dir.empty()) {
@@ -154,7 +232,14 @@ int main(int argc, char** argv) {
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
-  fmt::print("{} inputs in {:.2f} s: {} flagged damage, {} wrong answers\n",
-             runs, secs, flagged, failures);
+  if (mount) {
+    fmt::print(
+        "mount: {} inputs in {:.2f} s: {} flagged damage by fsck, {} opened "
+        "({} operations), {} clean pools refused, {} wrong answers\n",
+        runs, secs, flagged, opened, operations, refused_clean, failures);
+  } else {
+    fmt::print("{} inputs in {:.2f} s: {} flagged damage, {} wrong answers\n",
+               runs, secs, flagged, failures);
+  }
   return failures == 0 ? 0 : 1;
 }
