@@ -382,10 +382,19 @@ void check_journal(View& view, const Superblock& sb, bool repair,
   // that never committed (recovery ignores it, and so does fsck).
   if (h.seq == 0 || h.commit != h.seq) return;
 
+  // A header or records that do not add up are a transaction torn by a
+  // crash while it was being written: it never committed, and recovery
+  // ignores it. A transaction whose checksum holds but whose records are
+  // malformed is damage.
+  auto torn = [&](const std::string& problem) {
+    rep.note(fmt::format(
+        "journal: transaction {} {}: torn by a crash while being written, "
+        "never committed; ignored",
+        h.seq, problem));
+  };
   auto discard = [&](const std::string& problem) {
     rep.error(fmt::format(
-        "journal: committed transaction {} {}; recovery ignores it, so its "
-        "changes may be partly applied",
+        "journal: committed transaction {} {}; recovery refuses the pool",
         h.seq, problem));
     if (repair) {
       view.write_pool(joff + offsetof(JournalHeader, commit),
@@ -395,8 +404,8 @@ void check_journal(View& view, const Superblock& sb, bool repair,
     }
   };
   if (h.bytes > capacity || h.bytes % 8 != 0) {
-    discard(fmt::format("claims {} bytes of records (the journal holds {})",
-                        h.bytes, capacity));
+    torn(fmt::format("claims {} bytes of records (the journal holds {})",
+                     h.bytes, capacity));
     return;
   }
   // Checksum over (seq, bytes), then the record bytes, chained.
@@ -406,7 +415,7 @@ void check_journal(View& view, const Superblock& sb, bool repair,
   uint32_t c = crc32c(covered, sizeof(covered));
   c = crc32c(records.data(), records.size(), c);
   if (c != h.csum) {
-    discard("fails its checksum");
+    torn("fails its checksum");
     return;
   }
   std::vector<Record> list;
@@ -447,7 +456,8 @@ void check_journal(View& view, const Superblock& sb, bool repair,
     if (std::memcmp(cur.data(), want, r.len) != 0) applied = false;
   }
   if (applied) return;
-  rep.error(fmt::format(
+  // Normal after a crash: mount replays it. Checked as replayed.
+  rep.note(fmt::format(
       "journal holds a committed transaction; replay needed (seq {}, {} "
       "records)",
       h.seq, list.size()));

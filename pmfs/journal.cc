@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "base/log.h"
+
 namespace zest::pmfs {
 namespace {
 
@@ -72,18 +74,19 @@ Status Journal::recover(std::string* why) {
     return Errno(EUCLEAN);
   }
   seq_ = h.seq;
-  if (h.seq == 0 || h.commit != h.seq) return {};  // nothing committed, or torn
-  if (h.bytes > capacity_) {
-    *why = fmt::format("journal transaction {} claims {} bytes, more than the journal holds",
-                       h.seq, h.bytes);
-    return Errno(EUCLEAN);
+  if (h.seq == 0 || h.commit != h.seq) return {};  // nothing committed
+  // Header and records are written together and fenced once (commit()), so
+  // a crash in between leaves a mix that fails the checksum: that
+  // transaction never committed (its operation never returned) and the one
+  // before it was applied and fenced before this one started.
+  if (h.bytes > capacity_ || h.bytes % 8 != 0) {
+    log_info("pmfs: journal transaction {} is torn (never committed); ignored", h.seq);
+    return {};
   }
   const std::byte* recs = pool_->bytes(off_ + sizeof(h), h.bytes).data();
   if (journal_csum(h.seq, h.bytes, recs) != h.csum) {
-    // commit == seq is stored only after the records were persistent, so a
-    // mismatch here is damage, not a torn write.
-    *why = fmt::format("committed journal transaction {} fails its checksum", h.seq);
-    return Errno(EUCLEAN);
+    log_info("pmfs: journal transaction {} is torn (never committed); ignored", h.seq);
+    return {};
   }
   bool in_place = true;
   if (!for_each_record(recs, h.bytes, [&](uint64_t dest, const std::byte* src, size_t len) {
@@ -114,26 +117,34 @@ Status Journal::commit(const Transaction& tx) {
   if (halted_) return Errno(EIO);
   const uint64_t seq = seq_ + 1;
   const std::byte* recs = tx.data().data();
-  // Step 1: records, then seq/bytes/csum (the commit word stays old).
+  // Step 0: a fence, so the data and new blocks the operation wrote
+  // (non-temporally) before calling us are persistent before anything can
+  // point to them.
+  pool_->drain();
+  // Step 1: the records and the whole header tail (commit = seq, seq,
+  // bytes, csum), then one fence. The checksum makes this atomic: a crash
+  // before the fence leaves either the old transaction intact (already
+  // applied and fenced, so replaying it is harmless) or a mix that fails
+  // the checksum, which recovery ignores as torn (never committed).
   pool_->write_nt(off_ + sizeof(JournalHeader), recs, tx.bytes());
   struct {
+    uint64_t commit;
     uint64_t seq;
     uint64_t bytes;
     uint32_t csum;
     uint32_t reserved;
-  } tail{seq, tx.bytes(), journal_csum(seq, tx.bytes(), recs), 0};
-  static_assert(offsetof(JournalHeader, seq) == 16 && offsetof(JournalHeader, csum) == 32);
-  pool_->write_nt(off_ + offsetof(JournalHeader, seq), &tail, sizeof(tail));
-  pool_->drain();  // also persists data and new blocks written (nt) before
-  // Step 2: the commit word. Durable from here on.
-  pool_->store_u64(off_ + offsetof(JournalHeader, commit), seq);
-  pool_->persist(off_ + offsetof(JournalHeader, commit), sizeof(uint64_t));
+  } tail{seq, seq, tx.bytes(), journal_csum(seq, tx.bytes(), recs), 0};
+  static_assert(offsetof(JournalHeader, commit) == 8 && offsetof(JournalHeader, seq) == 16 &&
+                offsetof(JournalHeader, csum) == 32);
+  pool_->write_nt(off_ + offsetof(JournalHeader, commit), &tail, sizeof(tail));
+  pool_->drain();  // committed: the operation is durable from here on
   seq_ = seq;
   if (halt_countdown_ && --halt_countdown_ == 0) {
-    halted_ = true;  // simulated crash between steps 2 and 3
+    halted_ = true;  // simulated crash between commit and apply
     return {};
   }
-  // Step 3: apply in place.
+  // Step 2: apply in place, fenced before the next transaction may
+  // overwrite these records.
   (void)for_each_record(recs, tx.bytes(), [&](uint64_t dest, const std::byte* src, size_t len) {
     pool_->write(dest, src, len);
     pool_->flush(dest, len);

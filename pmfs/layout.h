@@ -55,13 +55,15 @@ static_assert(sizeof(Superblock) == 168);
 // bytes are the JournalHeader, records follow from byte 64 on.
 //
 // Commit protocol (pmfs/journal.cc):
-//  1. write the records and the header (seq, bytes, csum); flush; fence.
-//  2. store_u64(commit = seq); flush; fence.   <- the operation is durable
-//  3. apply every record to its destination; flush; fence.
-// Recovery replays the records when commit == seq and csum matches. Replay
-// is idempotent, and no later change is ever applied before the next
-// transaction overwrites the journal, so replaying the last committed
-// transaction again is always correct.
+//  0. fence: data and new blocks written by the operation are persistent.
+//  1. write the records and the header tail (commit = seq, seq, bytes,
+//     csum); flush; fence.            <- the operation is durable
+//  2. apply every record to its destination; flush; fence.
+// Recovery replays the records when commit == seq and csum matches; a
+// mismatch is a transaction torn while being written (never committed, so
+// its operation never returned) and is ignored. Replay is idempotent, and
+// no later change is applied before the next transaction overwrites the
+// journal, so replaying the last committed transaction again is correct.
 struct JournalHeader {
   uint64_t magic;   // kJournalMagic
   uint64_t commit;  // == seq once the transaction is committed
