@@ -11,38 +11,19 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "fs/xattr_rules.h"
 #include "pmfs/pm_fs.h"
 
 namespace zest::pmfs {
 namespace {
 
-constexpr size_t kXattrNameMax = 255;
+using fs::XattrNs;
+using fs::xattr_namespace;
 
-enum class Ns { User, Trusted, Security };
-
-Result<Ns> xattr_namespace(std::string_view name) {
-  if (name.empty() || name.size() > kXattrNameMax) return Errno(ERANGE);
-  struct Prefix {
-    std::string_view text;
-    Ns ns;
-  };
-  for (Prefix p : {Prefix{"user.", Ns::User}, Prefix{"trusted.", Ns::Trusted},
-                   Prefix{"security.", Ns::Security}}) {
-    if (name.substr(0, p.text.size()) == p.text) {
-      if (name.size() == p.text.size()) return Errno(EINVAL);
-      return p.ns;
-    }
-  }
-  return Errno(EOPNOTSUPP);  // system.* (ACLs) and anything else
+int xattr_permission(const fs::Context& ctx, const Inode& i, XattrNs ns, bool write) {
+  return fs::xattr_permission(ctx, i.type, ns, write);
 }
-
-int xattr_permission(const fs::Context& ctx, const Inode& i, Ns ns, bool write) {
-  if (ns == Ns::User && !i.is_reg() && !i.is_dir()) return write ? EPERM : ENODATA;
-  if (ns == Ns::Trusted && ctx.uid != 0) return write ? EPERM : ENODATA;
-  return 0;
-}
-
-bool is_trusted(const std::string& name) { return name.rfind("trusted.", 0) == 0; }
+bool is_trusted(std::string_view name) { return fs::xattr_is_trusted(name); }
 
 void set_ts(int64_t* sec, uint32_t* nsec, const timespec& t) {
   *sec = t.tv_sec;
@@ -129,7 +110,7 @@ void PmFsImpl::readlink(const fs::Context&, fs::Ino ino, fs::DataReply r) {
 void PmFsImpl::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
                         std::span<const std::byte> value, uint32_t flags, fs::StatusReply r) {
   if (flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return r.error(EINVAL);
-  Result<Ns> ns = xattr_namespace(name);
+  Result<XattrNs> ns = xattr_namespace(name);
   if (!ns) return r.error(ns.error().value);
   if (value.size() > kXattrMaxValue) return r.error(E2BIG);
   InodePtr i = get(ino);
@@ -213,7 +194,7 @@ void PmFsImpl::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
 
 void PmFsImpl::getxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
                         uint32_t size, fs::XattrReply r) {
-  Result<Ns> ns = xattr_namespace(name);
+  Result<XattrNs> ns = xattr_namespace(name);
   if (!ns) return r.error(ns.error().value);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
@@ -256,7 +237,7 @@ void PmFsImpl::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size, fs:
 
 void PmFsImpl::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
                            fs::StatusReply r) {
-  Result<Ns> ns = xattr_namespace(name);
+  Result<XattrNs> ns = xattr_namespace(name);
   if (!ns) return r.error(ns.error().value);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);

@@ -1,0 +1,50 @@
+// The kernel's rules for extended-attribute names, shared by file systems
+// that store xattrs themselves (memfs, pmfs) so that each answers the same
+// errnos as tmpfs.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <string_view>
+
+#include "base/result.h"
+#include "fs/types.h"
+
+namespace zest::fs {
+
+inline constexpr size_t kXattrNameMax = 255;      // XATTR_NAME_MAX
+inline constexpr size_t kXattrSizeMax = 1 << 16;  // XATTR_SIZE_MAX
+
+enum class XattrNs { User, Trusted, Security };
+
+// The namespace of an xattr name, or the errno the kernel gives for it.
+inline Result<XattrNs> xattr_namespace(std::string_view name) {
+  if (name.empty() || name.size() > kXattrNameMax) return Errno(ERANGE);
+  struct Prefix {
+    std::string_view text;
+    XattrNs ns;
+  };
+  for (Prefix p : {Prefix{"user.", XattrNs::User}, Prefix{"trusted.", XattrNs::Trusted},
+                   Prefix{"security.", XattrNs::Security}}) {
+    if (name.substr(0, p.text.size()) == p.text) {
+      if (name.size() == p.text.size()) return Errno(EINVAL);
+      return p.ns;
+    }
+  }
+  return Errno(EOPNOTSUPP);  // system.* (ACLs) and anything else
+}
+
+// As the kernel's xattr_permission(): user.* only on regular files and
+// directories; trusted.* only for CAP_SYS_ADMIN (root here). 0 if allowed.
+inline int xattr_permission(const Context& ctx, uint32_t mode, XattrNs ns, bool write) {
+  if (ns == XattrNs::User && !S_ISREG(mode) && !S_ISDIR(mode)) return write ? EPERM : ENODATA;
+  if (ns == XattrNs::Trusted && ctx.uid != 0) return write ? EPERM : ENODATA;
+  return 0;
+}
+
+// listxattr hides trusted.* names from callers without CAP_SYS_ADMIN.
+inline bool xattr_is_trusted(std::string_view name) { return name.starts_with("trusted."); }
+
+}  // namespace zest::fs
