@@ -21,8 +21,7 @@ constexpr uint16_t kMaxPages = 256;  // 1 MiB in 4 KiB pages
 
 }  // namespace
 
-void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
-  ArgReader a(arg);
+void Session::handle_init(RequestSlot* slot, ArgReader a) {
   abi::fuse_init_in in;
   if (!a.read_prefix(&in, 16)) return malformed(slot, "short INIT");
   if (in.major < 7) {
@@ -49,6 +48,12 @@ void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
                   abi::FUSE_DIRECT_IO_ALLOW_MMAP;
   if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
   if (caps.writeback_cache) want |= abi::FUSE_WRITEBACK_CACHE;
+  // The ring only when asked for: once agreed, the kernel holds every
+  // request until our ring entries are registered.
+  if (opts_.transport != Transport::kDev) want |= abi::FUSE_OVER_IO_URING;
+  // Passthrough for files the file system opens so (the kernel will not
+  // combine it with the writeback cache).
+  if (!caps.writeback_cache) want |= abi::FUSE_PASSTHROUGH;
   uint64_t agreed = want & kernel;
 
   uint32_t max_write = std::clamp<uint32_t>(caps.max_write, 4096, 1u << 20);
@@ -61,6 +66,9 @@ void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
   out.max_write = max_write;
   out.time_gran = 1;
   out.max_pages = std::min<uint16_t>(kMaxPages, static_cast<uint16_t>(max_write / 4096));
+  // Passthrough needs a stacking depth: ours is one (backing files on
+  // ordinary file systems, not on other stacked ones).
+  if (agreed & abi::FUSE_PASSTHROUGH) out.max_stack_depth = 1;
 
   neg_.major = 7;
   neg_.minor = out.minor;
@@ -68,6 +76,7 @@ void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
   neg_.max_write = max_write;
   neg_.max_readahead = out.max_readahead;
   neg_.max_pages = out.max_pages;
+  neg_.uring = (agreed & abi::FUSE_OVER_IO_URING) != 0;
 
   fs_.init(&refs_);
   size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);
@@ -76,14 +85,12 @@ void Session::handle_init(RequestSlot* slot, std::span<const std::byte> arg) {
   finish(slot, 0, &v, 1);
 }
 
-void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h,
-                       std::span<const std::byte> arg) {
-  ArgReader a(arg);
+void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a) {
   const fs::Context ctx{h.uid, h.gid, h.pid};
   const fs::Ino ino = h.nodeid;
   fs::ReplySink* sink = this;
 
-  if (h.opcode == abi::FUSE_INIT) return handle_init(s, arg);
+  if (h.opcode == abi::FUSE_INIT) return handle_init(s, a);
   if (!initialized_.load(std::memory_order_relaxed))
     return malformed(s, "request before INIT");
 
@@ -229,6 +236,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h,
     case abi::FUSE_RELEASE: {
       abi::fuse_release_in in;
       if (!a.read(&in)) return malformed(s, "RELEASE args");
+      passthrough_.release(ino, in.fh);
       return fs_.release(ctx, ino, in.fh, in.flags, fs::StatusReply(sink, s));
     }
     case abi::FUSE_FSYNC: {
@@ -314,7 +322,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h,
       return fs_.tmpfile(ctx, ino, in.mode, in.flags, fs::CreateReply(sink, s));
     }
     case abi::FUSE_INTERRUPT:
-      handle_interrupt(arg);
+      handle_interrupt(a);
       return complete(s);  // no reply
     case abi::FUSE_DESTROY:
       if (!destroyed_.exchange(true)) fs_.destroy();

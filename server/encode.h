@@ -48,7 +48,10 @@ inline void encode_entry(const fs::Entry& e, abi::fuse_entry_out* out) {
   encode_attr(e.attr, &out->attr);
 }
 
-inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out) {
+// backing_id: for a Passthrough open, the id the server registered (0 when
+// it could not: the open then falls back to direct I/O).
+inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out,
+                        int32_t backing_id = 0) {
   *out = {};
   out->fh = o.fh;
   uint32_t f = 0;
@@ -61,9 +64,14 @@ inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out) {
       if (o.keep_cache) f |= abi::FOPEN_KEEP_CACHE;
       break;
     case fs::IoMode::Passthrough:
-      // Backing ids arrive with the passthrough work; until then the
-      // server never offers passthrough, so this falls back to direct.
-      f |= abi::FOPEN_DIRECT_IO;
+      if (backing_id > 0) {
+        f |= abi::FOPEN_PASSTHROUGH;
+        out->backing_id = backing_id;
+      } else {
+        // The file system serves read/write itself then.
+        f |= abi::FOPEN_DIRECT_IO;
+        if (o.parallel_direct_writes) f |= abi::FOPEN_PARALLEL_DIRECT_WRITES;
+      }
       break;
   }
   if (o.nonseekable) f |= abi::FOPEN_NONSEEKABLE;

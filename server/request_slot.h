@@ -29,6 +29,7 @@ struct RequestSlot {
   std::atomic<uint64_t> interrupted_unique{0};
   std::atomic<int> state{kActive};
   uint32_t opcode = 0;
+  uint64_t nodeid = 0;
   Wire* wire = nullptr;
   // Largest payload the kernel accepts for this reply (read size etc.).
   size_t max_out = 0;

@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 
 #include "base/fd.h"
 #include "base/log.h"
 #include "server/encode.h"
+#include "server/uring_worker.h"
+#include "transport/uring_queue.h"
 
 namespace zest::server {
 
@@ -64,9 +67,6 @@ void Session::ensure_out(RequestSlot* slot, size_t size) {
 // Processing one request
 
 void Session::process(Worker& w, std::span<const std::byte> request) {
-  if (!w.slot_) w.slot_ = acquire_slot();
-  RequestSlot* s = w.slot_;
-
   abi::fuse_in_header h;
   if (request.size() < sizeof(h)) {
     // Without a header there is no unique to answer to.
@@ -77,9 +77,20 @@ void Session::process(Worker& w, std::span<const std::byte> request) {
     return;
   }
   std::memcpy(&h, request.data(), sizeof(h));
+  const char* why = h.len != request.size()
+                        ? "length in header does not match the bytes read"
+                        : nullptr;
+  process(w, w.wire_, h, ArgReader(request.subspan(sizeof(h))), why);
+}
+
+void Session::process(Worker& w, Wire* wire, const abi::fuse_in_header& h,
+                      ArgReader args, const char* malformed_why) {
+  if (!w.slot_) w.slot_ = acquire_slot();
+  RequestSlot* s = w.slot_;
   s->unique.store(h.unique, std::memory_order_relaxed);
   s->opcode = h.opcode;
-  s->wire = w.wire_;
+  s->nodeid = h.nodeid;
+  s->wire = wire;
   s->max_out = 0;
   s->out_used = 0;
   s->plus = false;
@@ -90,10 +101,10 @@ void Session::process(Worker& w, std::span<const std::byte> request) {
     log_debug("request unique={} opcode={} nodeid={} len={}", h.unique,
               h.opcode, h.nodeid, h.len);
 
-  if (h.len != request.size()) {
-    malformed(s, "length in header does not match the bytes read");
+  if (malformed_why) {
+    malformed(s, malformed_why);
   } else {
-    dispatch(s, h, request.subspan(sizeof(h)));
+    dispatch(s, h, args);
   }
 
   // Whoever comes second recycles: if the reply was already sent, the
@@ -185,10 +196,12 @@ void Session::reply_create(fs::RequestToken t, const fs::Entry& e,
   } out;
   static_assert(sizeof(out) == sizeof(abi::fuse_entry_out) + sizeof(abi::fuse_open_out));
   encode_entry(e, &out.entry);
-  encode_open(o, &out.open);
+  int32_t backing = backing_for(e.ino, o);
+  encode_open(o, &out.open, backing);
   if (e.ino) refs_.add(e.ino);
   iovec v{&out, sizeof(out)};
   auto r = send_reply(s, 0, &v, 1);
+  if (!r && backing) passthrough_.release(e.ino, o.fh);
   if (!r && e.ino && refs_.drop(e.ino, 1)) fs_.forget(e.ino);
   // If the kernel never got the open file it will never release it: do it
   // here, with the answer going nowhere.
@@ -205,10 +218,33 @@ void Session::reply_attr(fs::RequestToken t, const fs::Attr& a, double timeout) 
 }
 
 void Session::reply_open(fs::RequestToken t, const fs::OpenInfo& o) {
+  RequestSlot* s = slot_of(t);
   abi::fuse_open_out out;
-  encode_open(o, &out);
+  // OPENDIR never passes through.
+  int32_t backing = s->opcode == abi::FUSE_OPEN ? backing_for(s->nodeid, o) : 0;
+  encode_open(o, &out, backing);
   iovec v{&out, sizeof(out)};
-  finish(slot_of(t), 0, &v, 1);
+  auto r = send_reply(s, 0, &v, 1);
+  if (!r && backing) passthrough_.release(s->nodeid, o.fh);
+  complete(s);
+}
+
+int32_t Session::backing_for(uint64_t ino, const fs::OpenInfo& o) {
+  if (o.mode != fs::IoMode::Passthrough) return 0;
+  const char* why = nullptr;
+  std::string err;
+  if (!(neg_.flags & abi::FUSE_PASSTHROUGH)) {
+    why = "the kernel did not agree to FUSE_PASSTHROUGH";
+  } else {
+    auto id = passthrough_.open(ino, o.fh, o.backing_fd);
+    if (id) return *id;
+    err = id.error().message();
+    why = "registering the backing file failed: ";
+  }
+  if (!passthrough_warned_.exchange(true))
+    log_warn("passthrough open of inode {}: {}{}; serving such opens with direct I/O", ino,
+             why, err);
+  return 0;
 }
 
 void Session::reply_write(fs::RequestToken t, size_t written) {
@@ -335,10 +371,9 @@ bool Session::interrupted(fs::RequestToken t) const {
   return s->interrupted_unique.load(std::memory_order_relaxed) == u;
 }
 
-void Session::handle_interrupt(std::span<const std::byte> arg) {
+void Session::handle_interrupt(ArgReader a) {
   abi::fuse_interrupt_in in;
-  if (arg.size() < sizeof(in)) return;
-  std::memcpy(&in, arg.data(), sizeof(in));
+  if (!a.read(&in)) return;
   std::lock_guard lock(slots_mu_);
   for (auto& s : all_slots_) {
     if (s->unique.load(std::memory_order_relaxed) == in.unique) {
@@ -412,6 +447,52 @@ bool abort_connection(dev_t dev) {
 
 }  // namespace
 
+Result<void> Session::start_ring(int fuse_fd,
+                                std::vector<std::unique_ptr<UringWorker>>* workers,
+                                std::vector<std::thread>* threads,
+                                std::atomic<unsigned>* running) {
+  // The kernel has one queue per possible CPU and will not use the ring
+  // until every queue has an entry. Queue q goes to worker q % W; a worker
+  // is pinned to the online CPUs among its queues'.
+  const unsigned queues = transport::possible_cpus();
+  std::vector<unsigned> online = transport::online_cpus();
+  unsigned nworkers = opts_.threads ? opts_.threads : static_cast<unsigned>(online.size());
+  nworkers = std::clamp(nworkers, 1u, queues);
+  // The kernel's payload bound: max(8 KiB, max_write, max_pages pages).
+  size_t pages = (neg_.flags & abi::FUSE_MAX_PAGES) ? neg_.max_pages : 32;
+  size_t payload = std::max<size_t>({8192, neg_.max_write, pages * 4096}) + 4096;
+  unsigned depth = std::max(1u, opts_.uring_depth);
+
+  std::vector<std::future<Result<void>>> started;
+  std::vector<std::unique_ptr<std::promise<Result<void>>>> promises;
+  for (unsigned i = 0; i < nworkers; ++i) {
+    std::vector<uint16_t> qids;
+    std::vector<unsigned> cpus;
+    for (unsigned q = i; q < queues; q += nworkers) {
+      qids.push_back(static_cast<uint16_t>(q));
+      if (std::find(online.begin(), online.end(), q) != online.end()) cpus.push_back(q);
+    }
+    workers->push_back(std::make_unique<UringWorker>(*this, fuse_fd, std::move(qids),
+                                                     std::move(cpus), depth, payload));
+    promises.push_back(std::make_unique<std::promise<Result<void>>>());
+    started.push_back(promises.back()->get_future());
+    running->fetch_add(1);
+    threads->emplace_back([w = workers->back().get(), p = promises.back().get(), running] {
+      w->run(p);
+      running->fetch_sub(1);
+    });
+  }
+  Result<void> result;
+  for (auto& f : started) {
+    Result<void> r = f.get();
+    if (!r && result) result = r;
+  }
+  if (result)
+    log_info("serving through io_uring: {} queues, {} worker{}, {} entries per queue",
+             queues, nworkers, nworkers == 1 ? "" : "s", depth);
+  return result;
+}
+
 Result<void> Session::serve(transport::FuseMount& mount) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -428,6 +509,11 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   Worker first(&master);
   AlignedBuffer first_buf(kRequestBufferSize);
 
+  if (!passthrough_.has_control()) {
+    dev_backing_ = std::make_unique<DevBackingControl>(mount.fd());
+    passthrough_.set_control(dev_backing_.get());
+  }
+
   // INIT comes first, on the mount's own fd.
   while (!initialized_.load()) {
     auto n = master.channel().receive(first_buf.span());
@@ -441,6 +527,41 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   // The connection's device number, for an emergency abort. (Never stat
   // the mountpoint here: no worker would be there to answer.)
   dev_t conn_dev = mount.device();
+
+  // io_uring, when agreed at INIT: the ring workers serve the requests and
+  // one /dev/fuse reader stays for what the ring does not carry (forgets,
+  // interrupts). If the ring cannot be set up the kernel carries on through
+  // /dev/fuse, and so do we.
+  std::vector<std::unique_ptr<UringWorker>> ring_workers;
+  std::vector<std::thread> ring_threads;
+  std::atomic<unsigned> ring_running{0};
+  bool ring = false;
+  if (neg_.uring) {
+    auto r = start_ring(mount.fd(), &ring_workers, &ring_threads, &ring_running);
+    ring = r.ok();
+    if (!r && opts_.transport == Transport::kUring) {
+      log_error("{}: setting up FUSE over io_uring failed: {}", mount.mountpoint(),
+                r.error().message());
+    } else if (!r) {
+      log_warn("setting up FUSE over io_uring failed ({}); serving through /dev/fuse",
+               r.error().message());
+    }
+  } else if (opts_.transport == Transport::kUring) {
+    log_error("{}: the kernel did not offer FUSE over io_uring at INIT",
+              mount.mountpoint());
+  } else if (opts_.transport == Transport::kAuto) {
+    log_info("the kernel did not offer FUSE over io_uring; serving through /dev/fuse");
+  }
+  if (!ring && opts_.transport == Transport::kUring) {
+    mount.unmount();
+    for (auto& w : ring_workers) w->stop();
+    for (auto& t : ring_threads) t.join();
+    release_worker(first);
+    return Errno(EPROTONOSUPPORT);
+  }
+  if (ring) threads = 1;
+  if (!ring && opts_.transport != Transport::kDev)
+    log_info("serving through /dev/fuse with {} worker{}", threads, threads == 1 ? "" : "s");
 
   std::vector<std::unique_ptr<DevWire>> wires;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -473,7 +594,14 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   int signals_seen = 0;
   int ticks_since_signal = 0;
   bool aborted = false;
-  while (running.load() > 0) {
+  bool ring_stopped = false;
+  while (running.load() > 0 || ring_running.load() > 0) {
+    if (running.load() == 0 && !ring_stopped) {
+      // The /dev/fuse readers saw the connection end: the ring workers
+      // leave as soon as the kernel has handed back their entries.
+      for (auto& w : ring_workers) w->stop();
+      ring_stopped = true;
+    }
     timespec timeout{0, 100 * 1000 * 1000};
     int sig = ::sigtimedwait(&stop_signals, nullptr, &timeout);
     if (sig < 0) {
@@ -494,6 +622,9 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     }
   }
   for (auto& t : pool) t.join();
+  for (auto& w : ring_workers) w->stop();
+  for (auto& t : ring_threads) t.join();
+  passthrough_.clear();
 
   // The kernel is gone: it holds no references any more.
   for (uint64_t ino : refs_.clear()) fs_.forget(ino);

@@ -2,8 +2,10 @@
 //
 // Owns the protocol: INIT negotiation, decoding each request into a call on
 // fs::FileSystem, encoding replies (it is the fs::ReplySink), inode
-// reference counting (InodeRefs), interrupts, and the worker threads, one
-// per /dev/fuse channel. It knows the protocol, not any file system.
+// reference counting (InodeRefs), interrupts, passthrough backing ids
+// (PassthroughTable), and the worker threads: one per /dev/fuse channel, or
+// io_uring workers (UringWorker) plus one /dev/fuse reader. It knows the
+// protocol, not any file system.
 //
 // Threads: serve() runs INIT on the caller's thread, starts the workers and
 // then waits for SIGINT/SIGTERM/SIGHUP or for the mount to go away. Replies
@@ -22,6 +24,8 @@
 #include "abi/fuse_abi.h"
 #include "base/result.h"
 #include "fs/filesystem.h"
+#include "server/arg_reader.h"
+#include "server/backing.h"
 #include "server/inode_refs.h"
 #include "server/reader_gate.h"
 #include "server/request_slot.h"
@@ -30,11 +34,25 @@
 
 namespace zest::server {
 
+class UringWorker;
+
+// How requests reach the server.
+enum class Transport {
+  kDev,    // read(2)/writev(2) on /dev/fuse, one cloned fd per worker
+  kUring,  // FUSE over io_uring; refuse to serve without it
+  kAuto,   // io_uring when the kernel offers it, else /dev/fuse
+};
+
 struct SessionOptions {
-  unsigned threads = 0;  // 0: one per online CPU
+  // Workers: /dev/fuse readers, or io_uring workers (then one /dev/fuse
+  // reader more for what the ring does not carry). 0: one per online CPU.
+  unsigned threads = 0;
   bool debug = false;    // log every request
   // How long an idle worker keeps polling /dev/fuse before it sleeps.
   uint64_t spin_ns = 0;
+  Transport transport = Transport::kDev;
+  // Ring entries per kernel queue (requests in flight per CPU).
+  unsigned uring_depth = 8;
 };
 
 // What INIT settled on.
@@ -45,6 +63,7 @@ struct Negotiated {
   uint32_t max_write = 0;
   uint32_t max_readahead = 0;
   uint16_t max_pages = 0;
+  bool uring = false;  // FUSE_OVER_IO_URING agreed
 };
 
 class Session final : public fs::ReplySink {
@@ -77,7 +96,17 @@ class Session final : public fs::ReplySink {
   // to drive the protocol without a kernel). Never throws; a malformed
   // request is answered EIO and logged.
   void process(Worker& w, std::span<const std::byte> request);
+  // The same for a request whose header and arguments were already split
+  // (a ring entry): the reply goes to `wire`. With `malformed_why` set the
+  // request is answered EIO without being decoded.
+  void process(Worker& w, Wire* wire, const abi::fuse_in_header& h,
+               ArgReader args, const char* malformed_why = nullptr);
   void release_worker(Worker& w);
+
+  // Where passthrough opens register their backing files: serve() uses
+  // the mount's /dev/fuse fd unless a test set one.
+  void set_backing_control(BackingControl* ctl) { passthrough_.set_control(ctl); }
+  const PassthroughTable& passthrough() const { return passthrough_; }
 
   bool initialized() const { return initialized_.load(); }
   const Negotiated& negotiated() const { return neg_; }
@@ -104,10 +133,9 @@ class Session final : public fs::ReplySink {
   bool interrupted(fs::RequestToken) const override;
 
  private:
-  void dispatch(RequestSlot* slot, const abi::fuse_in_header& h,
-                std::span<const std::byte> arg);
-  void handle_init(RequestSlot* slot, std::span<const std::byte> arg);
-  void handle_interrupt(std::span<const std::byte> arg);
+  void dispatch(RequestSlot* slot, const abi::fuse_in_header& h, ArgReader a);
+  void handle_init(RequestSlot* slot, ArgReader a);
+  void handle_interrupt(ArgReader a);
   void handle_forget(uint64_t ino, uint64_t n);
   void malformed(RequestSlot* slot, const char* what);
 
@@ -117,12 +145,18 @@ class Session final : public fs::ReplySink {
                           int count);
   void complete(RequestSlot* slot);
   void ensure_out(RequestSlot* slot, size_t size);
+  // The backing id to answer a passthrough open with, or 0 for direct I/O.
+  int32_t backing_for(uint64_t ino, const fs::OpenInfo& o);
 
   RequestSlot* acquire_slot();
   void recycle_slot(RequestSlot* slot);
 
   void worker_loop(Worker* w, std::span<std::byte> buf, ReaderGate& gate,
                    bool start_parked);
+  // Starts the io_uring workers after INIT; false when the ring could not
+  // be set up (the kernel then serves everything through /dev/fuse).
+  Result<void> start_ring(int fuse_fd, std::vector<std::unique_ptr<UringWorker>>* workers,
+                          std::vector<std::thread>* threads, std::atomic<unsigned>* running);
 
   // Takes replies that have nowhere to go (clean-up calls the server makes
   // on its own, such as releasing a file the kernel never learned of).
@@ -153,6 +187,10 @@ class Session final : public fs::ReplySink {
   std::atomic<bool> destroyed_{false};
   InodeRefs refs_;
   std::atomic<uint64_t> malformed_{0};
+
+  PassthroughTable passthrough_;
+  std::unique_ptr<DevBackingControl> dev_backing_;
+  std::atomic<bool> passthrough_warned_{false};
 
   mutable std::mutex slots_mu_;
   std::vector<std::unique_ptr<RequestSlot>> all_slots_;

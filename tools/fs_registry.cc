@@ -8,11 +8,12 @@
 #include <fmt/format.h>
 
 #include "memfs/memfs.h"
+#include "mirrorfs/mirrorfs.h"
 #include "pmfs/pmfs.h"
 
 namespace zest::tools {
 
-std::vector<std::string> fs_names() { return {"pmfs", "memfs"}; }
+std::vector<std::string> fs_names() { return {"pmfs", "memfs", "mirrorfs"}; }
 const char* default_fs() { return "pmfs"; }
 
 std::string fs_options_help() {
@@ -21,7 +22,10 @@ std::string fs_options_help() {
          "memfs options: cached (page-cache mode instead of direct I/O),\n"
          "  writeback (cached + kernel writeback cache),\n"
          "  delay_us=N (test: answer reads/writes/lookups from another\n"
-         "  thread after N microseconds)";
+         "  thread after N microseconds)\n"
+         "mirrorfs (SOURCE: the directory to mirror) options:\n"
+         "  passthrough (default: the kernel reads/writes the backing files),\n"
+         "  nopassthrough (direct I/O through the server), cached (page cache)";
 }
 
 namespace {
@@ -90,7 +94,30 @@ Result<FsChoice> make_fs(const std::string& name, const std::string& source,
     }
     return FsChoice{std::move(*fs), source};
   }
-  *why = fmt::format("unknown file system type '{}' (known: pmfs, memfs)", name);
+  if (name == "mirrorfs") {
+    if (source.empty()) {
+      *why = "mirrorfs needs a backing directory: zest mount --fs mirrorfs DIR MOUNTPOINT";
+      return Errno(EINVAL);
+    }
+    mirrorfs::Options o;
+    o.source = source;
+    for (const std::string& opt : opts) {
+      if (opt == "passthrough") {
+        o.io_mode = fs::IoMode::Passthrough;
+      } else if (opt == "nopassthrough") {
+        o.io_mode = fs::IoMode::Direct;
+      } else if (opt == "cached") {
+        o.io_mode = fs::IoMode::Cached;
+      } else {
+        *why = fmt::format("unknown option '{}' for mirrorfs", opt);
+        return Errno(EINVAL);
+      }
+    }
+    auto fs = mirrorfs::make_mirrorfs(o, why);
+    if (!fs) return fs.error();
+    return FsChoice{std::move(*fs), source};
+  }
+  *why = fmt::format("unknown file system type '{}' (known: pmfs, memfs, mirrorfs)", name);
   return Errno(EINVAL);
 }
 

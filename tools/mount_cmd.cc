@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "tools/commands.h"
 #include "tools/fs_registry.h"
 #include "transport/mount.h"
+#include "transport/uring_queue.h"
 #include "pmfs/format.h"
 
 namespace zest::tools {
@@ -31,6 +33,8 @@ struct MountArgs {
   bool foreground = false;
   unsigned threads = 0;
   unsigned spin_us = 0;
+  std::string transport = "dev";
+  unsigned uring_depth = 8;
   std::string durability;
   std::vector<std::string> options;  // -o, each possibly comma separated
   bool debug = false;
@@ -83,12 +87,57 @@ bool parse_mount_options(const std::vector<std::string>& all,
   return true;
 }
 
+// FUSE over io_uring needs the fuse module's enable_uring parameter. As
+// root we turn it on (and say so); otherwise --transport=uring fails here,
+// before anything is mounted, and auto settles for /dev/fuse.
+bool prepare_transport(MountArgs* args) {
+  if (args->transport == "dev") return true;
+  bool strict = args->transport == "uring";
+  switch (transport::uring_support()) {
+    case transport::UringSupport::kEnabled:
+      return true;
+    case transport::UringSupport::kAbsent:
+      if (strict) {
+        error("mount: --transport=uring: this kernel has no FUSE over io_uring "
+              "(no /sys/module/fuse/parameters/enable_uring)");
+        return false;
+      }
+      fmt::print(stderr, "zest: this kernel has no FUSE over io_uring; using /dev/fuse\n");
+      args->transport = "dev";
+      return true;
+    case transport::UringSupport::kDisabled:
+      break;
+  }
+  if (::geteuid() == 0) {
+    if (auto r = transport::enable_uring(); r) {
+      fmt::print(stderr, "zest: enabled FUSE over io_uring "
+                         "(wrote Y to /sys/module/fuse/parameters/enable_uring)\n");
+      return true;
+    } else if (strict) {
+      error(fmt::format("mount: --transport=uring: cannot enable FUSE over io_uring: {}",
+                        r.error().message()));
+      return false;
+    }
+  } else if (strict) {
+    error("mount: --transport=uring: FUSE over io_uring is disabled "
+          "(as root: echo Y > /sys/module/fuse/parameters/enable_uring)");
+    return false;
+  }
+  fmt::print(stderr, "zest: FUSE over io_uring is disabled in the kernel; using /dev/fuse\n");
+  args->transport = "dev";
+  return true;
+}
+
 // Runs the server for an already created mount until it is unmounted.
 int serve(transport::FuseMount& mount, FsChoice& choice, const MountArgs& args) {
   server::SessionOptions so;
   so.threads = args.threads;
   so.debug = args.debug;
   so.spin_ns = uint64_t(args.spin_us) * 1000;
+  so.transport = args.transport == "uring"  ? server::Transport::kUring
+                 : args.transport == "auto" ? server::Transport::kAuto
+                                            : server::Transport::kDev;
+  so.uring_depth = args.uring_depth;
   server::Session session(*choice.fs, so);
   auto r = session.serve(mount);
   // The file system goes before the session: pending async replies still
@@ -125,6 +174,27 @@ int do_mount(MountArgs args, bool announce_default) {
     error("mount: " + why);
     return 2;
   }
+  // -o transport=... and uring_depth=... (as in fstab) are ours.
+  for (auto it = fs_opts.begin(); it != fs_opts.end();) {
+    if (it->rfind("transport=", 0) == 0) {
+      args.transport = it->substr(10);
+      if (args.transport != "dev" && args.transport != "uring" && args.transport != "auto") {
+        error("mount: -o transport= takes dev, uring or auto");
+        return 2;
+      }
+    } else if (it->rfind("uring_depth=", 0) == 0) {
+      try {
+        args.uring_depth = std::clamp(static_cast<unsigned>(std::stoul(it->substr(12))), 1u, 256u);
+      } catch (...) {
+        error("mount: bad value in -o " + *it);
+        return 2;
+      }
+    } else {
+      ++it;
+      continue;
+    }
+    it = fs_opts.erase(it);
+  }
   auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, &why);
   if (!choice) {
     error("mount: " + why);
@@ -139,6 +209,7 @@ int do_mount(MountArgs args, bool announce_default) {
     error(fmt::format("mount: {}: {}", mountpoint, why));
     return 1;
   }
+  if (!prepare_transport(&args)) return 1;
 
   if (args.foreground) {
     auto mount = transport::FuseMount::mount(mountpoint, mo, &why);
@@ -217,12 +288,20 @@ std::function<int()> add_mount_command(CLI::App& app) {
   cmd->add_option("--spin-us", args->spin_us,
                   "Microseconds an idle worker keeps polling /dev/fuse before it sleeps "
                   "(saves a wake-up per request under load, costs CPU)");
+  cmd->add_option("--transport", args->transport,
+                  "How requests reach the server: dev (/dev/fuse), uring (FUSE over "
+                  "io_uring, one queue per CPU), or auto (io_uring when the kernel offers it)")
+      ->check(CLI::IsMember({"dev", "uring", "auto"}));
+  cmd->add_option("--uring-depth", args->uring_depth,
+                  "io_uring: requests in flight per CPU queue (default 8)")
+      ->check(CLI::Range(1u, 256u));
   cmd->add_option("--durability", args->durability,
                   "pmfs: auto (pmem, else CPU cache flushes: survives a server crash), "
                   "cache-line, or page (msync: survives a power cut, slower)");
   cmd->add_option("-o", args->options,
                   "Options, comma separated: ro, noallow_other, fsname=NAME, "
-                  "max_read=N, and the file system's own")
+                  "max_read=N, transport=dev|uring|auto, uring_depth=N, and the file "
+                  "system's own")
       ->allow_extra_args(false);
   cmd->add_flag("-d,--debug", args->debug, "Log every request (implies -f)");
   cmd->footer(fs_options_help());

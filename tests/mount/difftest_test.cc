@@ -35,6 +35,7 @@ void PrintTo(const DiffTarget& t, std::ostream* os) { *os << t.name; }
 const DiffTarget kTargets[] = {
     {"memfs", "memfs", {}},
     {"pmfs", "pmfs", {}},
+    {"mirrorfs", "mirrorfs", {}},
 };
 
 uint64_t EnvU64(const char* name, uint64_t dflt) {

@@ -136,6 +136,17 @@ void RemoveTree(const std::string& path) {
   }
 }
 
+namespace {
+const char* g_default_transport = nullptr;
+}  // namespace
+
+void SetDefaultTransport(const char* transport) { g_default_transport = transport; }
+
+std::string TestTransport() {
+  if (const char* t = std::getenv("ZEST_TEST_TRANSPORT"); t && *t) return t;
+  return g_default_transport ? g_default_transport : "";
+}
+
 std::string FuseUnavailableReason() {
   if (std::getenv("ZEST_TEST_SUBJECT")) return "";
   UniqueFd fd(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
@@ -145,6 +156,10 @@ std::string FuseUnavailableReason() {
            "mknod, chown to other users)";
   if (::access(ZEST_BINARY, X_OK) != 0)
     return std::string("zest binary not built: ") + ZEST_BINARY;
+  if (TestTransport() == "uring" &&
+      ::access("/sys/module/fuse/parameters/enable_uring", F_OK) != 0)
+    return "FUSE over io_uring not available: this kernel has no "
+           "/sys/module/fuse/parameters/enable_uring (CONFIG_FUSE_IO_URING)";
   return "";
 }
 
@@ -165,6 +180,7 @@ std::unique_ptr<ZestMount> ZestMount::Start(
   m->stderr_fd_ = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 
   std::vector<std::string> argv = {ZEST_BINARY, "mount", "-f", "--fs", fs};
+  if (std::string t = TestTransport(); !t.empty()) argv.push_back("--transport=" + t);
   argv.insert(argv.end(), args.begin(), args.end());
   if (fs == "pmfs") {
     // A fresh pool in /dev/shm (memory, as pmem would be), 01777 at the
@@ -183,6 +199,17 @@ std::unique_ptr<ZestMount> ZestMount::Start(
       *error = "zest mkfs " + m->pool_ + " failed (" + std::to_string(rc) + ")";
       return nullptr;
     }
+    argv.push_back(m->pool_);
+  } else if (fs == "mirrorfs") {
+    // A fresh backing directory on tmpfs, 01777 like the root of a fresh
+    // tmpfs mount (kept in pool_, removed with everything in it after).
+    char dir[] = "/dev/shm/zest-mirror-XXXXXX";
+    if (!::mkdtemp(dir)) {
+      *error = "mkdtemp: " + ErrnoText(errno);
+      return nullptr;
+    }
+    ::chmod(dir, 01777);
+    m->pool_ = dir;
     argv.push_back(m->pool_);
   }
   argv.push_back(m->mountpoint_);
@@ -307,7 +334,7 @@ void ZestMount::Teardown() {
     pid_ = -1;
   }
   if (!mountpoint_.empty()) ::rmdir(mountpoint_.c_str());
-  if (!pool_.empty()) ::unlink(pool_.c_str());
+  if (!pool_.empty()) RemoveTree(pool_);  // a pool file or a backing dir
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
   stderr_fd_ = -1;
 }

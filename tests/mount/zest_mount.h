@@ -35,6 +35,12 @@ class SubjectMount {
   virtual void AbortConnection() {}
 };
 
+// The transport zest mounts are served with ("dev", "uring", "auto"):
+// ZEST_TEST_TRANSPORT if set, else what the test binary chose with
+// SetDefaultTransport (the uring.* variants), else "" (zest's default).
+std::string TestTransport();
+void SetDefaultTransport(const char* transport);
+
 // Why real mounts cannot work here ("/dev/fuse not available: ..."), or ""
 // when they can. Tests GTEST_SKIP() with this message.
 std::string FuseUnavailableReason();
@@ -56,6 +62,9 @@ class ZestMount : public SubjectMount {
   std::string describe() const override;
   bool is_zest() const override { return true; }
   pid_t pid() const { return pid_; }
+  // What the fixture made for the file system: the pmfs pool, or the
+  // mirrorfs backing directory ("" for memfs).
+  const std::string& source() const { return pool_; }
   void AbortConnection() override;
 
   // Unmounts with `zest umount` and waits for the server to exit. Returns

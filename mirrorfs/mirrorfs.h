@@ -1,0 +1,40 @@
+// mirrorfs: a file system that mirrors a backing directory (like libfuse's
+// passthrough_hp), written against zest's plugin API (fs/filesystem.h).
+//
+// Every operation is done on the backing object itself, so what a caller
+// sees through the mount is what the backing file system answers: sizes,
+// st_blocks, times, errnos, xattrs. Regular files open in passthrough mode
+// by default: the open answers with one backing fd per inode and the kernel
+// reads and writes that file itself; where the server cannot set that up,
+// it serves the file in direct mode and mirrorfs's read/write do the I/O.
+// docs: mirrorfs/README.md.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "fs/filesystem.h"
+#include "fs/types.h"
+
+namespace zest::mirrorfs {
+
+struct Options {
+  // The directory to mirror; it becomes the root of the mount.
+  std::string source;
+  // How regular files are opened: Passthrough (the default), Direct (every
+  // read/write through the server, pread/pwrite on a per-open fd) or Cached
+  // (the kernel page cache, kept across opens).
+  fs::IoMode io_mode = fs::IoMode::Passthrough;
+  // How long the kernel may cache names and attributes. Changes made to the
+  // backing directory behind the mount's back show up after this long.
+  double entry_timeout = 1.0;
+  double attr_timeout = 1.0;
+};
+
+// Opens `options.source` and builds the file system. On error *why says
+// what is wrong with the source.
+Result<std::unique_ptr<fs::FileSystem>> make_mirrorfs(const Options& options,
+                                                      std::string* why);
+
+}  // namespace zest::mirrorfs
