@@ -195,12 +195,8 @@ int do_mount(MountArgs args, bool announce_default) {
     }
     it = fs_opts.erase(it);
   }
-  auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, &why);
-  if (!choice) {
-    error("mount: " + why);
-    return 2;
-  }
-  if (mo.fsname == "zest") mo.fsname = choice->fsname;
+  // The cheap checks first, so "already mounted" is said before a pool that
+  // the running server holds is reported as busy.
   if (::access("/dev/fuse", F_OK) != 0) {
     error("mount: /dev/fuse does not exist (load the fuse module: modprobe fuse)");
     return 1;
@@ -209,6 +205,12 @@ int do_mount(MountArgs args, bool announce_default) {
     error(fmt::format("mount: {}: {}", mountpoint, why));
     return 1;
   }
+  auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, &why);
+  if (!choice) {
+    error("mount: " + why);
+    return 1;
+  }
+  if (mo.fsname == "zest") mo.fsname = choice->fsname;
   if (!prepare_transport(&args)) return 1;
 
   if (args.foreground) {
