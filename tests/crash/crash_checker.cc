@@ -436,7 +436,7 @@ CheckStats CrashChecker::check(const pmem::Recorder& recorder,
                              pend[i].flushed ? "flushed" : "not flushed",
                              region_of(sb, pend[i].offset));
           }
-          if (!saved_image) {
+          if (!saved_image && options.save_image) {
             saved_image = true;
             const std::string dir =
                 options.keep_dir.empty() ? tmp_dir() : options.keep_dir;

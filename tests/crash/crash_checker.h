@@ -57,6 +57,9 @@ struct CheckOptions {
   size_t max_reports = 3;
   // Where to save the image of the first violation ("" : $TMPDIR or /tmp).
   std::string keep_dir;
+  // Off for runs whose violations are expected (the checker's self-test),
+  // so a passing suite leaves no files behind.
+  bool save_image = true;
   // Every Nth state (0: never), recovery itself is recorded and, if it
   // stored anything (a replay, orphans freed), crashed at each of its
   // fences with up to recovery_states_per_point states; each must recover

@@ -66,11 +66,12 @@ void report(const char* what, const CheckStats& st,
 }
 
 CheckStats check_run(RecordedRun& run, size_t states_per_point,
-                     std::vector<std::string>* reports) {
+                     std::vector<std::string>* reports, bool save_image = true) {
   run.unpin();
   CrashChecker checker(run.pool_size());
   CheckOptions o;
   o.max_states_per_point = states_per_point;
+  o.save_image = save_image;
   o.rng_seed = run.oracle().seed * 7919 + 1;
   o.recovery_crash_every = 8;
   o.recovery_states_per_point = 4;
@@ -292,7 +293,7 @@ TEST(Crash, CheckerCatchesANonAtomicOperation) {
     return std::string("ok");
   });
   std::vector<std::string> reports;
-  CheckStats st = check_run(run, 16, &reports);
+  CheckStats st = check_run(run, 16, &reports, /*save_image=*/false);
   std::printf("crash: self-check: %s\n", st.summary().c_str());
   EXPECT_GT(st.violations, 0u);
   ASSERT_FALSE(reports.empty());
