@@ -86,7 +86,7 @@ int run(int argc, char** argv) {
       "passthrough_ll and zest, and the cost of durable writes and creates "
       "on tmpfs, ext4, zest memfs and pmfs, with ratios. Run as root."};
   std::string suite = "all";
-  std::string targets_arg = "tmpfs,libfuse,zest,zest-1t,zest-spin,pmfs";
+  std::string targets_arg = "tmpfs,libfuse,zest,zest-1t,zest-spin,zest-uring,pmfs,pmfs-uring";
   std::string ptargets_arg = "tmpfs,ext4,zest,pmfs";
   std::string ops_arg;
   WorkloadConfig cfg;

@@ -129,7 +129,7 @@ void start_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
 
 // zest memfs; threads and spin_us 0 leave zest's defaults.
 void make_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
-               int threads, unsigned spin_us) {
+               int threads, unsigned spin_us, bool uring = false) {
   if (auto r = check_zest_binary(opts); !r) {
     t.unavailable = r.error();
     return;
@@ -143,17 +143,20 @@ void make_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     extra.push_back("--spin-us");
     extra.push_back(std::to_string(spin_us));
   }
+  if (uring) extra.push_back("--transport=uring");
   if (!opts.zest_opts.empty()) {  // memfs options (--zest-opts)
     extra.push_back("-o");
     extra.push_back(opts.zest_opts);
   }
-  start_zest(t, opts, scratch, "memfs", extra, "", "memfs over /dev/fuse");
+  start_zest(t, opts, scratch, "memfs", extra, "",
+             uring ? "memfs over FUSE io_uring" : "memfs over /dev/fuse");
 }
 
 // pmfs on a fresh pool file in a private tmpfs. Nothing is faked: if `zest
 // mkfs` or `--fs pmfs` does not exist (yet), the target is n/a with zest's
 // own message.
-void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
+void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
+               bool uring = false) {
   // Its rows exist (n/a if need be) whether or not it can be set up.
   t.durable_on_return = true;
   if (auto r = check_zest_binary(opts); !r) {
@@ -161,7 +164,9 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
     return;
   }
   std::string pool_dir, what;
-  if (auto r = make_tmpfs(t, scratch, "pmfs-pool", &pool_dir, &what); !r) {
+  if (auto r = make_tmpfs(t, scratch, uring ? "pmfs-uring-pool" : "pmfs-pool", &pool_dir,
+                          &what);
+      !r) {
     t.unavailable = "pool store: " + r.error();
     return;
   }
@@ -176,9 +181,11 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
         "zest mkfs --size " + opts.pmfs_pool_size + " failed: " + r.error();
     return;
   }
-  start_zest(
-      t, opts, scratch, "pmfs", {}, pool,
-      "pmfs over /dev/fuse; pool: " + opts.pmfs_pool_size + " file on " + what);
+  std::vector<std::string> extra;
+  if (uring) extra.push_back("--transport=uring");
+  start_zest(t, opts, scratch, "pmfs", extra, pool,
+             std::string(uring ? "pmfs over FUSE io_uring" : "pmfs over /dev/fuse") +
+                 "; pool: " + opts.pmfs_pool_size + " file on " + what);
 }
 
 // ext4 on a loop device over a sparse image in the scratch directory, which
@@ -237,11 +244,12 @@ void make_ext4(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
 
 bool known_target(const std::string& id) {
   return id == "tmpfs" || id == "libfuse" || id == "zest" || id == "zest-1t" ||
-         id == "zest-spin" || id == "pmfs" || id == "ext4";
+         id == "zest-spin" || id == "zest-uring" || id == "pmfs" ||
+         id == "pmfs-uring" || id == "ext4";
 }
 
 const char* known_targets() {
-  return "tmpfs, libfuse, zest, zest-1t, zest-spin, pmfs, ext4";
+  return "tmpfs, libfuse, zest, zest-1t, zest-spin, zest-uring, pmfs, pmfs-uring, ext4";
 }
 
 std::unique_ptr<Target> make_target(const std::string& id,
@@ -265,8 +273,12 @@ std::unique_ptr<Target> make_target(const std::string& id,
     make_zest(*t, opts, scratch, 1, 0);
   } else if (id == "zest-spin") {
     make_zest(*t, opts, scratch, opts.zest_threads, opts.zest_spin_us);
+  } else if (id == "zest-uring") {
+    make_zest(*t, opts, scratch, opts.zest_threads, 0, /*uring=*/true);
   } else if (id == "pmfs") {
     make_pmfs(*t, opts, scratch);
+  } else if (id == "pmfs-uring") {
+    make_pmfs(*t, opts, scratch, /*uring=*/true);
   } else if (id == "ext4") {
     make_ext4(*t, opts, scratch);
   } else {
