@@ -436,13 +436,17 @@ bool abort_connection(dev_t dev) {
   const char* dir = "/sys/fs/fuse/connections";
   std::string path = std::string(dir) + "/" + std::to_string(minor(dev)) + "/abort";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  bool mounted_here = false;
   if (!fd && errno == ENOENT) {
-    // fusectl is often not mounted; as root we can mount it.
-    ::mount("fusectl", dir, "fusectl", 0, nullptr);
+    // fusectl is often not mounted; as root we can mount it for the abort
+    // and take it away again afterwards, leaving the system as it was.
+    mounted_here = ::mount("fusectl", dir, "fusectl", 0, nullptr) == 0;
     fd.reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   }
-  if (!fd) return false;
-  return ::write(fd.get(), "1", 1) == 1;
+  const bool aborted = fd && ::write(fd.get(), "1", 1) == 1;
+  fd.reset();
+  if (mounted_here) ::umount2(dir, MNT_DETACH);
+  return aborted;
 }
 
 }  // namespace
