@@ -109,6 +109,11 @@ Status Journal::recover(std::string* why) {
   return {};
 }
 
+void Journal::quiesce() {
+  std::lock_guard lock(mu_);
+  if (!pool_->read_only()) pool_->drain();
+}
+
 Status Journal::commit(const Transaction& tx) {
   if (tx.empty()) return {};
   if (tx.bytes() > capacity_) return Errno(ENOSPC);
@@ -119,7 +124,8 @@ Status Journal::commit(const Transaction& tx) {
   const std::byte* recs = tx.data().data();
   // Step 0: a fence, so the data and new blocks the operation wrote
   // (non-temporally) before calling us are persistent before anything can
-  // point to them.
+  // point to them, and so is the previous transaction's in-place apply
+  // before step 1 overwrites its records.
   pool_->drain();
   // Step 1: the records and the whole header tail (commit = seq, seq,
   // bytes, csum), then one fence. The checksum makes this atomic: a crash
@@ -143,13 +149,14 @@ Status Journal::commit(const Transaction& tx) {
     halted_ = true;  // simulated crash between commit and apply
     return {};
   }
-  // Step 2: apply in place, fenced before the next transaction may
-  // overwrite these records.
+  // Step 2: apply in place and flush. Not fenced here: the next commit's
+  // step 0 fences it before step 1 overwrites these records, and until
+  // then recovery would replay them. That saves one fence per operation.
+  // Non-temporal: no read-for-ownership of the destination lines and no
+  // separate flush (journaled data records are whole 4 KiB blocks at most).
   (void)for_each_record(recs, tx.bytes(), [&](uint64_t dest, const std::byte* src, size_t len) {
-    pool_->write(dest, src, len);
-    pool_->flush(dest, len);
+    pool_->write_nt(dest, src, len);
   });
-  pool_->drain();
   return {};
 }
 

@@ -1,6 +1,8 @@
 // The redo journal (docs/format.md, "Journal"): Transaction collects the
 // metadata bytes an operation changes; Journal commits one transaction at a
 // time with the three-step protocol and replays the last one at mount.
+// A record may target any byte from the inode table on: metadata, and the
+// data of small overwrites (pmfs/file_ops.cc, "journaled overwrite").
 //
 // Invariants:
 // - a transaction's records are applied in place only after its commit word
@@ -92,6 +94,10 @@ class Journal {
   // EROFS on a read-only pool, EIO once halted (test hook). An empty
   // transaction commits trivially.
   Status commit(const Transaction& tx);
+
+  // Fences the last transaction's in-place apply (commit leaves that to the
+  // next commit's step 0). For a clean unmount; not needed for durability.
+  void quiesce();
 
   // Test hook: the `n`th commit from now stops after step 2 (durable but not
   // applied in place), as if the process died there; every later commit

@@ -55,10 +55,12 @@ static_assert(sizeof(Superblock) == 168);
 // bytes are the JournalHeader, records follow from byte 64 on.
 //
 // Commit protocol (pmfs/journal.cc):
-//  0. fence: data and new blocks written by the operation are persistent.
+//  0. fence: data and new blocks written by the operation are persistent,
+//     and so is the previous transaction's step 2.
 //  1. write the records and the header tail (commit = seq, seq, bytes,
 //     csum); flush; fence.            <- the operation is durable
-//  2. apply every record to its destination; flush; fence.
+//  2. apply every record to its destination (non-temporal); fenced by the
+//     next commit's step 0 (or at unmount).
 // Recovery replays the records when commit == seq and csum matches; a
 // mismatch is a transaction torn while being written (never committed, so
 // its operation never returned) and is ignored. Replay is idempotent, and

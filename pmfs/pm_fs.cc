@@ -79,7 +79,9 @@ PmFsImpl::PmFsImpl(pmem::PoolMap pool, const Options& options, const Superblock&
 }
 
 PmFsImpl::~PmFsImpl() {
-  // Everything is durable already; only DRAM to release.
+  // Everything is durable already; fence the last in-place apply so a
+  // clean unmount leaves nothing to replay, then release DRAM.
+  if (writable()) journal_->quiesce();
   table_.clear();
 }
 

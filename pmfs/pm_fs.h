@@ -44,6 +44,7 @@
 #include <array>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -214,6 +215,10 @@ class PmFsImpl final : public PmFs {
   // --- files (file_ops.cc) ---
   // Writes up to kMaxIoChunk bytes of `data` at `off` in one transaction
   // (size, blocks, times and, with kill_suid, set-id bits updated with it).
+  // A small overwrite inside written extents, through the journal
+  // (file_ops.cc); nullopt when the range does not qualify.
+  std::optional<Result<size_t>> overwrite_journaled(Inode& i, uint64_t off,
+                                                    std::span<const std::byte> data, bool kill);
   Result<size_t> write_locked(Inode& i, uint64_t off, std::span<const std::byte> data,
                               bool kill_suid);
   // Truncates (whole operation, several transactions when the file has
