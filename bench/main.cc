@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/mounts.h"
@@ -67,6 +69,24 @@ std::string read_loadavg() {
   return in ? a + " " + b + " " + c + " (1, 5, 15 min)" : "unknown";
 }
 
+// The rows of `--suite transport`: what a request costs on each transport,
+// without file-system work (no-op) and with the smallest I/O, one call in
+// flight and several.
+constexpr const char* kTransportOps[] = {"noop", "randread4k", "randread4k-4t",
+                                         "randwrite4k", "randwrite4k-4t"};
+
+// One line per operation, for --help.
+std::string ops_help() {
+  std::string s = "Operations (--ops):\n";
+  for (const auto* list : {&latency_ops(), &persistence_ops()}) {
+    for (const auto& o : *list) {
+      s += fmt::format("  {:<15} {}{}\n", o.id, o.title,
+                       list == &persistence_ops() ? " (persistence)" : "");
+    }
+  }
+  return s;
+}
+
 // Parses an --ops list against the suite's operations: table order,
 // whatever order they were given in.
 std::vector<OpInfo> select_ops(const std::vector<OpInfo>& all,
@@ -83,10 +103,14 @@ std::vector<OpInfo> select_ops(const std::vector<OpInfo>& all,
 int run(int argc, char** argv) {
   CLI::App app{
       "zest-bench: per-operation latency (median, p99) of tmpfs, libfuse 3's "
-      "passthrough_ll and zest, and the cost of durable writes and creates "
-      "on tmpfs, ext4, zest memfs and pmfs, with ratios. Run as root."};
+      "passthrough examples and zest's file systems over both transports, "
+      "4 KiB IOPS with 1 and 4 threads, the round trip of a no-op request, "
+      "and the cost of durable writes and creates on tmpfs, ext4, zest memfs "
+      "and pmfs, with ratios. Run as root."};
   std::string suite = "all";
-  std::string targets_arg = "tmpfs,libfuse,zest,zest-1t,zest-spin,zest-uring,pmfs,pmfs-uring";
+  std::string targets_arg =
+      "tmpfs,libfuse,libfuse-hp,zest,zest-1t,zest-spin,zest-uring,pmfs,"
+      "pmfs-uring,mirrorfs,mirrorfs-uring";
   std::string ptargets_arg = "tmpfs,ext4,zest,pmfs";
   std::string ops_arg;
   WorkloadConfig cfg;
@@ -97,6 +121,8 @@ int run(int argc, char** argv) {
   TargetOptions topts;
   topts.libfuse_source =
       "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c";
+  topts.libfuse_hp_source =
+      "/usr/share/doc/libfuse3-dev/examples/passthrough_hp.cc";
   topts.zest_binary = ZEST_BENCH_ZEST_BINARY;
   int mount_timeout_ms = 10000;
 
@@ -107,10 +133,12 @@ int run(int argc, char** argv) {
   }
 
   app.add_option("--suite", suite,
-                 "latency (the first table), persistence (the second) or "
-                 "all")
+                 "latency (the first table), persistence (the second), all, "
+                 "or transport: the latency table's no-op and 4 KiB random "
+                 "read/write rows only (1 and 4 threads), for comparing "
+                 "transports")
       ->capture_default_str()
-      ->check(CLI::IsMember({"latency", "persistence", "all"}));
+      ->check(CLI::IsMember({"latency", "persistence", "all", "transport"}));
   app.add_option("--targets", targets_arg,
                  std::string("comma-separated targets of the latency table, "
                              "in this order (known: ") +
@@ -181,9 +209,19 @@ int run(int argc, char** argv) {
                  "passthrough_ll.c to compile")
       ->capture_default_str();
   app.add_option("--libfuse-opts", topts.libfuse_opts,
-                 "extra passthrough_ll -o options (cache=never is always set)");
+                 "extra passthrough_ll -o options (cache=never,xattr is always "
+                 "set)");
+  app.add_option("--libfuse-hp-source", topts.libfuse_hp_source,
+                 "passthrough_hp.cc to compile for libfuse-hp (n/a when it "
+                 "does not exist)")
+      ->capture_default_str();
   app.add_option("--cc", topts.cc, "C compiler for passthrough_ll")
       ->capture_default_str();
+  app.add_option("--cxx", topts.cxx, "C++ compiler for passthrough_hp")
+      ->capture_default_str();
+  app.add_option("--mirrorfs-opts", topts.mirrorfs_opts,
+                 "zest mount -o OPTIONS for the mirrorfs targets (default: "
+                 "none, i.e. passthrough; nopassthrough, cached)");
   app.add_option("--mount-timeout-ms", mount_timeout_ms,
                  "how long to wait for a mount to appear")
       ->capture_default_str();
@@ -192,6 +230,7 @@ int run(int argc, char** argv) {
                  "this long (a hung server)")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  app.footer(targets_help() + "\n" + ops_help());
   CLI11_PARSE(app, argc, argv);
 
   cfg.file_size = file_mib << 20;
@@ -226,7 +265,15 @@ int run(int argc, char** argv) {
     pops = select_ops(persistence_ops(), wanted);
   }
   if (suite == "persistence") lops.clear();
-  if (suite == "latency") pops.clear();
+  if (suite == "latency" || suite == "transport") pops.clear();
+  if (suite == "transport") {
+    std::erase_if(lops, [](const OpInfo& o) {
+      return std::find_if(std::begin(kTransportOps), std::end(kTransportOps),
+                          [&](const char* id) {
+                            return std::string_view(id) == o.id;
+                          }) == std::end(kTransportOps);
+    });
+  }
   if (geteuid() != 0) {
     fmt::print(stderr,
                "zest-bench: warning: not root; tmpfs falls back to "
@@ -286,9 +333,10 @@ int run(int argc, char** argv) {
   };
   Table latency;
   latency.suite = "latency";
-  latency.title = "Latency";
+  latency.title = suite == "transport" ? "Latency (transport rows)" : "Latency";
   latency.targets = labels(target_ids, false);
-  latency.bases = {{"tmpfs", "vs tmpfs"}, {"libfuse", "vs libfuse"}};
+  latency.bases = {
+      {"tmpfs", "vs tmpfs"}, {"libfuse", "vs libfuse"}, {"zest", "vs zest"}};
   Table persistence;
   persistence.suite = "persistence";
   persistence.title = "Persistence";

@@ -69,15 +69,46 @@ std::optional<double> ratio_of(const Table& tb, const Row& row, size_t t,
   return x.stats.median_us / y.stats.median_us;
 }
 
-std::string ratio(const Table& tb, const Row& row, size_t t,
-                  const RatioBase& base) {
-  auto x = ratio_of(tb, row, t, base);
+// A ratio for a table cell: three significant digits or so.
+std::string fmt_ratio(std::optional<double> x) {
   if (!x) return "–";
   if (*x >= 10) return fmt::format("{:.1f}×", *x);
   if (*x >= 0.1) return fmt::format("{:.2f}×", *x);
   // Two significant digits: 0.087×, 0.0039×.
   int decimals = std::clamp(1 - int(std::floor(std::log10(*x))), 2, 9);
   return fmt::format("{:.{}f}×", *x, decimals);
+}
+
+std::string ratio(const Table& tb, const Row& row, size_t t,
+                  const RatioBase& base) {
+  return fmt_ratio(ratio_of(tb, row, t, base));
+}
+
+const Row* find_row(const Table& tb, Op op) {
+  for (const auto& r : tb.rows) {
+    if (r.op.op == op) return &r;
+  }
+  return nullptr;
+}
+
+// Calls per second of target t in `row`, when measured.
+std::optional<double> ops_of(const Row* row, size_t t) {
+  if (row == nullptr) return std::nullopt;
+  const Measurement& m = row->per_target[t];
+  if (!m.ok || m.ops_per_s <= 0) return std::nullopt;
+  return m.ops_per_s;
+}
+
+// Multi-threaded ops/s over the same call's one-thread ops/s.
+std::optional<double> scaling_of(const Table& tb, const Row& row, size_t t) {
+  auto many = ops_of(&row, t);
+  auto one = ops_of(find_row(tb, row.op.single_op), t);
+  if (!many || !one) return std::nullopt;
+  return *many / *one;
+}
+
+std::string fmt_ops(std::optional<double> x) {
+  return x ? fmt::format("{:.0f}", *x) : std::string("n/a");
 }
 
 std::string json_string(const std::string& s) {
@@ -147,6 +178,52 @@ std::string shell_quote(const std::vector<std::string>& argv) {
 
 namespace {
 
+// Calls per second of the multi-threaded rows next to their one-thread
+// rows, the scaling between them, and ratios of the multi-threaded calls
+// per second to each base target's (here higher is better).
+void print_throughput(std::FILE* out, const Table& tb) {
+  std::vector<const Row*> multi;
+  for (const auto& row : tb.rows) {
+    if (row.op.threads > 1) multi.push_back(&row);
+  }
+  if (multi.empty()) return;
+  const unsigned k = multi.front()->op.threads;
+  fmt::print(out,
+             "Throughput, from the same measurements: IOPS (calls per "
+             "second, higher is better; one thread: 1 / mean latency; {0} "
+             "threads: calls / wall time). The \"vs\" columns divide this "
+             "target's IOPS with {0} threads by the base target's.\n\n",
+             k);
+  fmt::print(out,
+             "| operation | target | IOPS, 1 thread | IOPS, {0} threads | "
+             "{0} threads / 1 thread |",
+             k);
+  for (const auto& b : tb.bases) fmt::print(out, " {} |", b.header);
+  fmt::print(out, "\n|---|---|---:|---:|---:|");
+  for (size_t i = 0; i < tb.bases.size(); ++i) fmt::print(out, "---:|");
+  fmt::print(out, "\n");
+  for (const Row* row : multi) {
+    const Row* one = find_row(tb, row->op.single_op);
+    const char* title = one ? one->op.title : row->op.title;
+    for (size_t t = 0; t < tb.targets.size(); ++t) {
+      if (row->per_target[t].skipped) continue;
+      fmt::print(out, "| {} | {} | {} | {} | {} |", md_cell(title),
+                 md_cell(tb.targets[t].label), fmt_ops(ops_of(one, t)),
+                 fmt_ops(ops_of(row, t)), fmt_ratio(scaling_of(tb, *row, t)));
+      for (const auto& b : tb.bases) {
+        const int bi = find_target(tb, b.id);
+        std::optional<double> x;
+        auto mine = ops_of(row, t);
+        auto theirs = bi < 0 ? std::nullopt : ops_of(row, size_t(bi));
+        if (mine && theirs) x = *mine / *theirs;
+        fmt::print(out, " {} |", fmt_ratio(x));
+      }
+      fmt::print(out, "\n");
+    }
+  }
+  fmt::print(out, "\n");
+}
+
 void print_table(std::FILE* out, const Table& tb) {
   fmt::print(out, "### {}\n\n", tb.title);
   fmt::print(out, "Targets:\n\n");
@@ -211,6 +288,15 @@ void print_table(std::FILE* out, const Table& tb) {
     }
   }
   fmt::print(out, "\n");
+  bool any_note = false;
+  for (const auto& row : tb.rows) {
+    if (row.op.note == nullptr) continue;
+    if (!any_note) fmt::print(out, "Rows:\n\n");
+    any_note = true;
+    fmt::print(out, "- {}\n", row.op.note);
+  }
+  if (any_note) fmt::print(out, "\n");
+  print_throughput(out, tb);
 }
 
 }  // namespace
@@ -290,11 +376,18 @@ Outcome<void> write_json(const std::string& path, const Report& r) {
           << ", \"ok\": " << (m.ok ? "true" : "false");
         if (m.ok) {
           o << fmt::format(
-              ", \"n\": {}, \"median_us\": {:.3f}, \"p99_us\": {:.3f}, "
-              "\"mean_us\": {:.3f}, \"min_us\": {:.3f}, \"max_us\": {:.3f}, "
+              ", \"threads\": {}, \"n\": {}, \"median_us\": {:.3f}, "
+              "\"p99_us\": {:.3f}, \"mean_us\": {:.3f}, \"min_us\": {:.3f}, "
+              "\"max_us\": {:.3f}, \"ops_per_s\": {:.1f}, "
               "\"mib_per_s\": {:.1f}",
-              m.stats.n, m.stats.median_us, m.stats.p99_us, m.stats.mean_us,
-              m.stats.min_us, m.stats.max_us, m.mib_per_s);
+              row.op.threads, m.stats.n, m.stats.median_us, m.stats.p99_us,
+              m.stats.mean_us, m.stats.min_us, m.stats.max_us, m.ops_per_s,
+              m.mib_per_s);
+          if (row.op.threads > 1) {
+            auto x = scaling_of(tb, row, t);
+            o << ", \"scaling\": "
+              << (x ? fmt::format("{:.4f}", *x) : std::string("null"));
+          }
           for (const auto& b : tb.bases) {
             auto x = ratio_of(tb, row, t, b);
             o << ", \"ratio_" << b.id << "\": "

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "base/fd.h"
@@ -69,7 +71,11 @@ void make_libfuse(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
     t.unavailable = mnt.error();
     return;
   }
-  std::string o = "cache=never,source=" + backing;
+  // xattr: without it passthrough_ll answers GETXATTR with ENOSYS and the
+  // kernel stops sending it (the no-op row would never reach the server).
+  // It sends no GETXATTR on reads or writes (checked with -d: O_DIRECT
+  // reads and writes are one READ or WRITE each either way).
+  std::string o = "cache=never,xattr,source=" + backing;
   if (!opts.libfuse_opts.empty()) o += "," + opts.libfuse_opts;
   std::vector<std::string> argv = {*bin, "-f", "-o", o, *mnt};
   auto fuse = FuseMount::start(argv, *mnt, scratch.file("libfuse.log"),
@@ -99,10 +105,12 @@ Outcome<void> check_zest_binary(const TargetOptions& opts) {
   return {};
 }
 
-// `zest mount -f --fs FS [extra...] [-o ...] [SOURCE] MNT`.
+// `zest mount -f --fs FS [extra...] [-o ...] [SOURCE] MNT`; the description
+// names SOURCE `source_name` (POOL, SRC).
 void start_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
                 const std::string& fs, const std::vector<std::string>& extra,
-                const std::string& source, const std::string& what) {
+                const std::string& source, const std::string& what,
+                const char* source_name = "POOL") {
   auto mnt = scratch.make_dir(t.id);
   if (!mnt) {
     t.unavailable = mnt.error();
@@ -122,7 +130,7 @@ void start_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
   t.root = *mnt;
   std::string cmd;
   for (size_t i = 1; i + 1 < argv.size(); ++i) {
-    cmd += (argv[i] == source ? std::string("POOL") : argv[i]) + " ";
+    cmd += (argv[i] == source ? std::string(source_name) : argv[i]) + " ";
   }
   t.description = "zest " + cmd + "(" + what + ")";
 }
@@ -164,8 +172,8 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     return;
   }
   std::string pool_dir, what;
-  if (auto r = make_tmpfs(t, scratch, uring ? "pmfs-uring-pool" : "pmfs-pool", &pool_dir,
-                          &what);
+  if (auto r = make_tmpfs(t, scratch, uring ? "pmfs-uring-pool" : "pmfs-pool",
+                          &pool_dir, &what);
       !r) {
     t.unavailable = "pool store: " + r.error();
     return;
@@ -183,9 +191,118 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
   }
   std::vector<std::string> extra;
   if (uring) extra.push_back("--transport=uring");
-  start_zest(t, opts, scratch, "pmfs", extra, pool,
-             std::string(uring ? "pmfs over FUSE io_uring" : "pmfs over /dev/fuse") +
-                 "; pool: " + opts.pmfs_pool_size + " file on " + what);
+  start_zest(
+      t, opts, scratch, "pmfs", extra, pool,
+      std::string(uring ? "pmfs over FUSE io_uring" : "pmfs over /dev/fuse") +
+          "; pool: " + opts.pmfs_pool_size + " file on " + what);
+}
+
+// mirrorfs over a private tmpfs, like passthrough_ll's backing store. With
+// no --mirrorfs-opts it runs with its default I/O mode, passthrough: opens
+// answer FOPEN_PASSTHROUGH with a backing fd and the kernel reads and writes
+// the backing tmpfs file itself, so its 4 KiB rows compare with tmpfs's.
+void make_mirrorfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
+                   bool uring) {
+  if (auto r = check_zest_binary(opts); !r) {
+    t.unavailable = r.error();
+    return;
+  }
+  std::string backing, what;
+  if (auto r = make_tmpfs(t, scratch, t.id + "-backing", &backing, &what); !r) {
+    t.unavailable = "backing store: " + r.error();
+    return;
+  }
+  std::vector<std::string> extra;
+  if (uring) extra.push_back("--transport=uring");
+  if (!opts.mirrorfs_opts.empty()) {
+    extra.push_back("-o");
+    extra.push_back(opts.mirrorfs_opts);
+  }
+  std::string mode = opts.mirrorfs_opts.empty()
+                         ? "passthrough (mirrorfs's default)"
+                         : "-o " + opts.mirrorfs_opts;
+  start_zest(t, opts, scratch, "mirrorfs", extra, backing,
+             fmt::format("mirrorfs over {}, {}; SRC: {}, a separate "
+                         "instance of the same kind as the tmpfs target's, "
+                         "so \"vs tmpfs\" is mirrorfs against its backing "
+                         "file system",
+                         uring ? "FUSE io_uring" : "/dev/fuse", mode, what),
+             "SRC");
+}
+
+// The passthrough* files in the examples directory, for the n/a reason.
+std::string list_examples(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.rfind("passthrough", 0) == 0) names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+// libfuse's passthrough_hp (C++, multi-threaded, inode based like
+// passthrough_ll), compiled from the installed examples like passthrough_ll.
+// Debian's libfuse3-dev does not ship it; then the target is n/a with that
+// reason: it is neither downloaded nor replaced by a copy of our own.
+void make_libfuse_hp(Target& t, const TargetOptions& opts,
+                     ScratchDir& scratch) {
+  const std::string& src = opts.libfuse_hp_source;
+  if (access(src.c_str(), R_OK) != 0) {
+    std::string dir = std::filesystem::path(src).parent_path().string();
+    t.unavailable = fmt::format(
+        "passthrough_hp is not shipped by the installed libfuse3-dev: {} "
+        "does not exist (the passthrough examples in {}: {}); it is not "
+        "downloaded or substituted",
+        src, dir, list_examples(dir));
+    return;
+  }
+  std::string bin = scratch.file("passthrough_hp");
+  std::string log = scratch.file("cxx.log");
+  std::string dir = std::filesystem::path(src).parent_path().string();
+  // -I: its cxxopts.hpp sits beside it upstream.
+  std::string cmd = fmt::format(
+      "{} -std=c++17 -O2 -I'{}' -o '{}' '{}' $(pkg-config --cflags --libs "
+      "fuse3) -lpthread",
+      opts.cxx, dir, bin, src);
+  auto cc = ChildProcess::spawn({"/bin/sh", "-c", cmd}, log);
+  if (!cc) {
+    t.unavailable = cc.error();
+    return;
+  }
+  if (auto r = cc->wait(); !r) {
+    t.unavailable = fmt::format("compiling {} failed ({}): {}", src, r.error(),
+                                log_tail(log));
+    return;
+  }
+  std::string backing, what;
+  if (auto r = make_tmpfs(t, scratch, "libfuse-hp-backing", &backing, &what);
+      !r) {
+    t.unavailable = "backing store: " + r.error();
+    return;
+  }
+  auto mnt = scratch.make_dir("libfuse-hp");
+  if (!mnt) {
+    t.unavailable = mnt.error();
+    return;
+  }
+  // --nocache: entry and attribute timeouts of 0, as cache=never does for
+  // passthrough_ll. It stays in the foreground by itself.
+  std::vector<std::string> argv = {bin, "--nocache", backing, *mnt};
+  auto fuse = FuseMount::start(argv, *mnt, scratch.file("libfuse-hp.log"),
+                               opts.mount_timeout);
+  if (!fuse) {
+    t.unavailable = fuse.error();
+    return;
+  }
+  t.fuse.emplace(std::move(fuse.value()));
+  t.root = *mnt;
+  t.description = fmt::format(
+      "libfuse passthrough_hp --nocache SRC (compiled from {}; SRC: {})", src,
+      what);
 }
 
 // ext4 on a loop device over a sparse image in the scratch directory, which
@@ -242,14 +359,59 @@ void make_ext4(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
 
 }  // namespace
 
+namespace {
+
+struct TargetHelp {
+  const char* id;
+  const char* help;
+};
+
+constexpr TargetHelp kTargets[] = {
+    {"tmpfs", "a private tmpfs (mount(2)): the floor"},
+    {"libfuse",
+     "libfuse 3's passthrough_ll example, compiled from --libfuse-source, "
+     "-o cache=never,xattr over a private tmpfs"},
+    {"libfuse-hp",
+     "libfuse 3's passthrough_hp example (--libfuse-hp-source), --nocache "
+     "over a private tmpfs; n/a where the examples lack it (Debian's do)"},
+    {"zest", "zest memfs over /dev/fuse, zest's defaults"},
+    {"zest-1t", "the same with --threads 1"},
+    {"zest-spin", "the same with --spin-us N (--zest-spin-us)"},
+    {"zest-uring", "zest memfs over FUSE io_uring (--transport=uring)"},
+    {"pmfs", "zest pmfs on a fresh pool on a private tmpfs, /dev/fuse"},
+    {"pmfs-uring", "the same over FUSE io_uring"},
+    {"mirrorfs",
+     "zest mirrorfs over a private tmpfs, passthrough (its default; "
+     "--mirrorfs-opts), /dev/fuse"},
+    {"mirrorfs-uring", "the same over FUSE io_uring"},
+    {"ext4", "ext4 on a loop device over an image in --workdir"},
+};
+
+}  // namespace
+
 bool known_target(const std::string& id) {
-  return id == "tmpfs" || id == "libfuse" || id == "zest" || id == "zest-1t" ||
-         id == "zest-spin" || id == "zest-uring" || id == "pmfs" ||
-         id == "pmfs-uring" || id == "ext4";
+  for (const auto& t : kTargets) {
+    if (id == t.id) return true;
+  }
+  return false;
 }
 
 const char* known_targets() {
-  return "tmpfs, libfuse, zest, zest-1t, zest-spin, zest-uring, pmfs, pmfs-uring, ext4";
+  static const std::string list = [] {
+    std::string s;
+    for (const auto& t : kTargets)
+      s += (s.empty() ? "" : ", ") + std::string(t.id);
+    return s;
+  }();
+  return list.c_str();
+}
+
+std::string targets_help() {
+  std::string s = "Targets:\n";
+  for (const auto& t : kTargets) {
+    s += fmt::format("  {:<15} {}\n", t.id, t.help);
+  }
+  return s;
 }
 
 std::unique_ptr<Target> make_target(const std::string& id,
@@ -267,6 +429,8 @@ std::unique_ptr<Target> make_target(const std::string& id,
     }
   } else if (id == "libfuse") {
     make_libfuse(*t, opts, scratch);
+  } else if (id == "libfuse-hp") {
+    make_libfuse_hp(*t, opts, scratch);
   } else if (id == "zest") {
     make_zest(*t, opts, scratch, opts.zest_threads, 0);
   } else if (id == "zest-1t") {
@@ -279,6 +443,10 @@ std::unique_ptr<Target> make_target(const std::string& id,
     make_pmfs(*t, opts, scratch);
   } else if (id == "pmfs-uring") {
     make_pmfs(*t, opts, scratch, /*uring=*/true);
+  } else if (id == "mirrorfs") {
+    make_mirrorfs(*t, opts, scratch, /*uring=*/false);
+  } else if (id == "mirrorfs-uring") {
+    make_mirrorfs(*t, opts, scratch, /*uring=*/true);
   } else if (id == "ext4") {
     make_ext4(*t, opts, scratch);
   } else {

@@ -6,12 +6,20 @@
 //   tmpfs      a private tmpfs (mount(2)); a directory in /dev/shm if the
 //              driver may not mount
 //   libfuse    libfuse 3's example passthrough_ll, compiled now from the
-//              installed example source, over a private tmpfs, -o cache=never
+//              installed example source, over a private tmpfs,
+//              -o cache=never,xattr
+//   libfuse-hp libfuse 3's example passthrough_hp (C++), the same way, if
+//              the installed examples have its source; Debian's do not, and
+//              then it is n/a (nothing is downloaded or substituted)
 //   zest       `zest mount -f --fs memfs` over /dev/fuse (zest's defaults)
 //   zest-1t    the same with --threads 1
 //   zest-spin  the same with --spin-us 50
 //   pmfs       `zest mount -f --fs pmfs POOL` on a pool made by `zest mkfs
 //              --size 1G POOL` on a private tmpfs (memory, like pmem)
+//   zest-uring, pmfs-uring, mirrorfs-uring: the same with --transport=uring
+//   mirrorfs   `zest mount -f --fs mirrorfs SRC` over a private tmpfs SRC,
+//              passthrough (its default): the kernel reads and writes the
+//              backing files itself
 //   ext4       ext4 (mkfs.ext4) on a loop device over a 512 MiB sparse
 //              image in the scratch directory, i.e. on the real disk
 #pragma once
@@ -28,9 +36,12 @@
 namespace zest::bench {
 
 struct TargetOptions {
-  std::string libfuse_source;  // passthrough_ll.c
+  std::string libfuse_source;     // passthrough_ll.c
+  std::string libfuse_hp_source;  // passthrough_hp.cc
   std::string cc = "cc";
-  std::string libfuse_opts;  // extra -o options
+  std::string cxx = "c++";
+  std::string libfuse_opts;   // extra -o options
+  std::string mirrorfs_opts;  // -o for the mirrorfs targets
   std::string zest_binary;
   int zest_threads = 0;  // 0: zest's default
   std::string zest_opts;
@@ -65,8 +76,10 @@ std::unique_ptr<Target> make_target(const std::string& id,
                                     const TargetOptions& opts,
                                     ScratchDir& scratch);
 
-// True for the ids make_target knows; known_targets() lists them.
+// True for the ids make_target knows; known_targets() lists them, and
+// targets_help() says in a line each what they mount.
 bool known_target(const std::string& id);
 const char* known_targets();
+std::string targets_help();
 
 }  // namespace zest::bench

@@ -2,13 +2,18 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "bench/mounts.h"
 
@@ -17,6 +22,10 @@ namespace {
 
 constexpr size_t kSmall = 4096;
 constexpr size_t kBig = 1 << 20;
+// The value buffer of the no-op fgetxattr: never filled (ENODATA).
+constexpr size_t kNoopValueSize = 64;
+
+bool multi_threaded(Op op) { return op_info(op).threads > 1; }
 
 inline uint64_t now_ns() {
   timespec ts;
@@ -35,10 +44,50 @@ uint64_t splitmix64(uint64_t& state) {
 
 const std::vector<OpInfo>& latency_ops() {
   static const std::vector<OpInfo> ops = {
-      {Op::kRandRead4K, "randread4k", "4 KiB random read (O_DIRECT)", kSmall,
-       Size::kSmall},
-      {Op::kRandWrite4K, "randwrite4k", "4 KiB random write (O_DIRECT)", kSmall,
-       Size::kSmall},
+      {.op = Op::kNoop,
+       .id = "noop",
+       .title = "no-op request (getxattr → ENODATA)",
+       .bytes = 0,
+       .size = Size::kSmall,
+       .note = "no-op request: `fgetxattr(fd, \"user.zest.noop\", buf, 64)` "
+               "on an open file that has no extended attributes. FUSE "
+               "caches no xattrs, so every call is one GETXATTR that the "
+               "server answers with ENODATA (memfs and pmfs after a lookup "
+               "in the inode's xattr map, mirrorfs and passthrough_ll after "
+               "a getxattr(2) on their backing tmpfs); any other answer "
+               "fails the row. On tmpfs it is the system call alone: the "
+               "transport's round trip is the difference."},
+      {.op = Op::kRandRead4K,
+       .id = "randread4k",
+       .title = "4 KiB random read (O_DIRECT)",
+       .bytes = kSmall,
+       .size = Size::kSmall},
+      {.op = Op::kRandRead4K4T,
+       .id = "randread4k-4t",
+       .title = "4 KiB random read (O_DIRECT), 4 threads",
+       .bytes = kSmall,
+       .size = Size::kSmall,
+       .threads = kIoThreads,
+       .single_op = Op::kRandRead4K,
+       .note = "4 threads: 4 threads, each with its own fd of the data file "
+               "(the same file) and one call in flight, take the calls of a "
+               "batch (the same number of calls as a one-thread batch) from "
+               "one shared counter; median and p99 are per call, MiB/s and "
+               "IOPS are calls / wall time of the measured part of the "
+               "batches. The threads run on every CPU the driver may use "
+               "(--cpu pins only the one-thread rows)."},
+      {.op = Op::kRandWrite4K,
+       .id = "randwrite4k",
+       .title = "4 KiB random write (O_DIRECT)",
+       .bytes = kSmall,
+       .size = Size::kSmall},
+      {.op = Op::kRandWrite4K4T,
+       .id = "randwrite4k-4t",
+       .title = "4 KiB random write (O_DIRECT), 4 threads",
+       .bytes = kSmall,
+       .size = Size::kSmall,
+       .threads = kIoThreads,
+       .single_op = Op::kRandWrite4K},
       {Op::kStatx, "statx", "statx (force sync)", 0, Size::kSmall},
       {Op::kCreate, "create", "create (open O_CREAT|O_EXCL + close)", 0,
        Size::kSmall},
@@ -144,6 +193,8 @@ Outcome<std::unique_ptr<Workload>> Workload::prepare(
     fmt::format_to_n(&w->names_[i * kNameSize], kNameSize - 1, "f{:08}", i);
   }
 
+  w->has_affinity_ =
+      sched_getaffinity(0, sizeof w->affinity_, &w->affinity_) == 0;
   w->root_fd_.reset(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!w->root_fd_) return sys_failure("open", root);
 
@@ -185,6 +236,7 @@ Outcome<std::unique_ptr<Workload>> Workload::prepare(
 
 Workload::~Workload() {
   data_fd_.reset();
+  for (auto& fd : thread_fds_) fd.reset();
   if (create_dir_fd_) {
     for (size_t i = unlinked_; i < created_; ++i) {
       unlinkat(create_dir_fd_.get(), name(i), 0);
@@ -223,10 +275,12 @@ Measurement Workload::summary(Op op, uint64_t* samples, size_t n) {
   Measurement m;
   m.ok = true;
   m.stats = summarize(samples, n);
-  if (info.bytes != 0 && m.stats.mean_us > 0) {
-    m.mib_per_s =
-        double(info.bytes) / double(1 << 20) / (m.stats.mean_us / 1e6);
+  if (info.threads > 1) {
+    if (wall_ns_ > 0) m.ops_per_s = double(n) / (double(wall_ns_) / 1e9);
+  } else if (m.stats.mean_us > 0) {
+    m.ops_per_s = 1e6 / m.stats.mean_us;
   }
+  m.mib_per_s = double(info.bytes) * m.ops_per_s / double(1 << 20);
   return m;
 }
 
@@ -253,9 +307,35 @@ Outcome<void> Workload::begin(Op op) {
   next_call_ = 0;
   measured_ = 0;
   has_failed_ = false;
+  wall_ns_ = 0;
   failed_ = Measurement{};
   unlink_failed_ = Measurement{};
   data_fd_.reset();
+  for (auto& fd : thread_fds_) fd.reset();
+  auto failed = [&](const Failure& f) {
+    failed_.reason = f.message;
+    has_failed_ = true;
+    return f;
+  };
+  if (phase_ == Op::kNoop) {
+    // The stat target: a file nothing ever gives an xattr.
+    std::string path = root_ + "/" + stat_name_;
+    data_fd_.reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!data_fd_) return failed(sys_failure("open", path));
+    return {};
+  }
+  if (multi_threaded(phase_)) {
+    // One fd per thread, so no two threads share a struct file (its
+    // f_pos lock, its FUSE file handle).
+    int f = (phase_ == Op::kRandRead4K4T ? O_RDONLY : O_WRONLY) | O_DIRECT;
+    for (auto& fd : thread_fds_) {
+      fd.reset(open(data_path_.c_str(), f | O_CLOEXEC));
+      if (!fd) {
+        return failed(sys_failure(fmt::format("open({:#o})", f), data_path_));
+      }
+    }
+    return {};
+  }
   int flags = 0;
   switch (phase_) {
     case Op::kRandRead4K:
@@ -336,6 +416,12 @@ Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
         return pwrite(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
       });
+    case Op::kNoop:
+      // Succeeds when the server answered ENODATA (tmpfs: the VFS did).
+      return timed_loop(first, warm + n, warm, out, [&](size_t) {
+        return fgetxattr(f, kNoopXattr, buf, kNoopValueSize) < 0 &&
+               errno == ENODATA;
+      });
     case Op::kStatx: {
       const int dir = root_fd_.get();
       const char* nm = stat_name_.c_str();
@@ -348,6 +434,92 @@ Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
     default:
       return LoopEnd{false, first, EINVAL};
   }
+}
+
+// kIoThreads threads, one per fd in thread_fds_, take call indices from a
+// shared counter: first the `warm` unmeasured calls, then (once every
+// thread is done with those) the `n` measured ones, so they finish within
+// about one call of each other and kIoThreads calls are in flight
+// throughout the timed part. The clock starts when the last thread is
+// ready for the measured calls, before any of them starts one, and stops
+// when the last thread finishes. The threads wait for each other by
+// yielding, not sleeping: a futex wake-up of a halted vCPU would cost tens
+// of microseconds at the start of every batch. Threads are started per
+// batch, before the timed part; the loops allocate nothing. Call i uses
+// offsets_[i] and writes its latency to samples_, as with one thread.
+Workload::LoopEnd Workload::threaded_batch(size_t warm, size_t n) {
+  struct Shared {
+    std::atomic<size_t> next_warm{0}, next{0};
+    std::atomic<bool> launched{false}, go{false}, stop{false};
+    std::atomic<unsigned> arrived{0}, running{0};
+    unsigned threads = 0;  // written before `launched`
+    uint64_t t0 = 0, t1 = 0;
+    std::mutex mu;
+    LoopEnd end;  // the first failure
+  } sh;
+  const bool write = phase_ == Op::kRandWrite4K4T;
+  const uint64_t* const offsets = offsets_.data();
+  const size_t first = next_call_, warm_end = first + warm;
+  const size_t end = warm_end + n;
+  uint64_t* const out = samples_.data() + measured_;
+  sh.next_warm.store(first);
+  sh.next.store(warm_end);
+
+  auto fail = [&](size_t i, int err) {
+    std::lock_guard lock(sh.mu);
+    if (sh.end.ok) sh.end = LoopEnd{false, i, err};
+    sh.stop.store(true, std::memory_order_relaxed);
+  };
+  auto worker = [&](unsigned t) {
+    // Undo --cpu: the measuring thread may be pinned, its threads are not.
+    if (has_affinity_) sched_setaffinity(0, sizeof affinity_, &affinity_);
+    const int fd = thread_fds_[t].get();
+    char* const buf = buf_.get() + size_t(t) * kSmall;  // its own 4 KiB
+    auto run = [&](std::atomic<size_t>& next, size_t stop_at, bool timed) {
+      while (!sh.stop.load(std::memory_order_relaxed)) {
+        const size_t i = next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= stop_at) return;
+        if (g_interrupted) return fail(i, EINTR);
+        errno = 0;
+        const uint64_t a = now_ns();
+        const ssize_t r = write ? pwrite(fd, buf, kSmall, off_t(offsets[i]))
+                                : pread(fd, buf, kSmall, off_t(offsets[i]));
+        const uint64_t b = now_ns();
+        if (r != ssize_t(kSmall)) return fail(i, r < 0 ? errno : 0);
+        if (timed) out[i - warm_end] = b - a;
+        g_progress.fetch_add(1, std::memory_order_relaxed);
+      }
+    };
+    while (!sh.launched.load(std::memory_order_acquire)) sched_yield();
+    run(sh.next_warm, warm_end, false);
+    if (sh.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == sh.threads) {
+      sh.t0 = now_ns();
+      sh.go.store(true, std::memory_order_release);
+    } else {
+      while (!sh.go.load(std::memory_order_acquire)) sched_yield();
+    }
+    run(sh.next, end, true);
+    if (sh.running.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      sh.t1 = now_ns();
+    }
+  };
+
+  std::array<std::thread, kIoThreads> threads;
+  unsigned started = 0;
+  for (; started < kIoThreads; ++started) {
+    try {
+      threads[started] = std::thread(worker, started);
+    } catch (const std::system_error& e) {
+      fail(first, e.code().value());  // the others stop at once
+      break;
+    }
+  }
+  sh.threads = started;
+  sh.running.store(started);
+  sh.launched.store(true, std::memory_order_release);
+  for (unsigned t = 0; t < started; ++t) threads[t].join();
+  if (sh.end.ok && sh.t1 > sh.t0) wall_ns_ += sh.t1 - sh.t0;
+  return sh.end;
 }
 
 // Creates and unlinks files in sub-rounds of at most kRound: create them
@@ -423,17 +595,23 @@ bool Workload::batch(size_t warm, size_t n) {
     create_batch(warm, n);
     if (has_failed_) return false;
   } else {
-    LoopEnd e = data_batch(warm, n);
+    LoopEnd e =
+        multi_threaded(phase_) ? threaded_batch(warm, n) : data_batch(warm, n);
     if (!e.ok) {
-      const bool write = phase_ != Op::kRandRead4K &&
-                         phase_ != Op::kSeqRead1M && phase_ != Op::kStatx;
-      std::string what =
-          phase_ == Op::kStatx
-              ? fmt::format("statx({}/{}, AT_STATX_FORCE_SYNC)", root_,
-                            stat_name_)
-              : fmt::format("{}({})", write ? "pwrite" : "pread", data_path_);
-      if (phase_ == Op::kSyncWrite4K) what += " + fsync";
-      failed_ = fail(what, e);
+      failed_ = fail(call_name(), e);
+      if (phase_ == Op::kNoop && !g_stalled && !g_interrupted) {
+        if (e.err == 0) {
+          failed_.reason = fmt::format(
+              "{}: returned a value at call {}; the file has that xattr",
+              call_name(), e.index);
+        } else if (e.err == EOPNOTSUPP) {
+          // fs/fuse/xattr.c: after one ENOSYS the kernel sends no more
+          // GETXATTR and answers EOPNOTSUPP itself.
+          failed_.reason +=
+              " — the server does not implement getxattr "
+              "(ENOSYS), so the kernel answers without asking it";
+        }
+      }
       has_failed_ = true;
       return false;
     }
@@ -443,8 +621,28 @@ bool Workload::batch(size_t warm, size_t n) {
   return true;
 }
 
+std::string Workload::call_name() const {
+  switch (phase_) {
+    case Op::kNoop:
+      return fmt::format("fgetxattr({}/{}, {}) (expects ENODATA)", root_,
+                         stat_name_, kNoopXattr);
+    case Op::kStatx:
+      return fmt::format("statx({}/{}, AT_STATX_FORCE_SYNC)", root_,
+                         stat_name_);
+    case Op::kRandRead4K:
+    case Op::kRandRead4K4T:
+    case Op::kSeqRead1M:
+      return fmt::format("pread({})", data_path_);
+    case Op::kSyncWrite4K:
+      return fmt::format("pwrite({}) + fsync", data_path_);
+    default:
+      return fmt::format("pwrite({})", data_path_);
+  }
+}
+
 Measurement Workload::result(Op op) {
   data_fd_.reset();
+  for (auto& fd : thread_fds_) fd.reset();
   if (has_failed_) {
     return op == Op::kUnlink ? unlink_failed_ : failed_;
   }

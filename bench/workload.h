@@ -2,10 +2,14 @@
 // one target). Each operation is timed one call at a time with
 // clock_gettime(CLOCK_MONOTONIC) around the system call(s); the loops touch
 // only memory prepared beforehand (buffer, offsets, file names, sample
-// array), so nothing is allocated while measuring.
+// array), so nothing is allocated while measuring. The 4-thread rows start
+// their threads before each batch's timed part.
 #pragma once
 
+#include <sched.h>
+
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,8 +23,11 @@ namespace zest::bench {
 
 enum class Op {
   // Latency suite.
+  kNoop,  // fgetxattr of a name the file does not have: ENODATA
   kRandRead4K,
+  kRandRead4K4T,  // the same from kIoThreads threads at once
   kRandWrite4K,
+  kRandWrite4K4T,
   kStatx,
   kCreate,
   kUnlink,
@@ -36,6 +43,14 @@ enum class Op {
 // Which iteration counts an operation uses.
 enum class Size { kSmall, kBig, kSync };
 
+// Threads of the multi-threaded rows: each has its own fd of the data file
+// and one call in flight, and they take the calls of a batch from one shared
+// counter.
+inline constexpr unsigned kIoThreads = 4;
+
+// The extended attribute the no-op row asks for; no file has it.
+inline constexpr const char* kNoopXattr = "user.zest.noop";
+
 struct OpInfo {
   Op op;
   const char* id;     // for --ops and JSON
@@ -47,6 +62,13 @@ struct OpInfo {
   // Ratios divide by the base target's median of this operation: the
   // durable-on-return rows compare with what the others need to be durable.
   Op ratio_op = op;
+  // Threads making calls at once (each one call in flight).
+  unsigned threads = 1;
+  // For a multi-threaded row: the one-thread row of the same call, which
+  // its scaling (ops/s with `threads` threads / ops/s with one) divides by.
+  Op single_op = op;
+  // What the row measures, printed under a table that has it; may be null.
+  const char* note = nullptr;
 };
 
 // Every operation of each suite, in table order.
@@ -112,7 +134,10 @@ struct Measurement {
   bool skipped = false;  // not applicable to this target: no table row
   std::string reason;    // why not ok
   Stats stats;
-  double mib_per_s = 0;  // bytes per call / mean latency; 0 for metadata
+  // Calls per second: 1 / mean latency for one thread; calls / wall time
+  // of the measured part of the batches for several.
+  double ops_per_s = 0;
+  double mib_per_s = 0;  // bytes per call * ops_per_s; 0 for metadata
 };
 
 // One target's files and measurement state. An operation is measured as a
@@ -155,7 +180,9 @@ class Workload {
   Measurement summary(Op op, uint64_t* samples, size_t n);
   Measurement fail(const std::string& what, const LoopEnd& end);
   LoopEnd data_batch(size_t warm, size_t n);
+  LoopEnd threaded_batch(size_t warm, size_t n);
   void create_batch(size_t warm, size_t n);
+  std::string call_name() const;  // the call of this phase, for messages
   const char* name(size_t i) const { return &names_[i * kNameSize]; }
 
   static constexpr size_t kNameSize = 16;
@@ -169,6 +196,10 @@ class Workload {
   std::vector<uint64_t> unlink_samples_;
   std::vector<uint64_t> offsets_;  // random 4 KiB-aligned, fixed seed
   std::vector<char> names_;        // names for creates, one per call
+  // The driver's CPU mask before --cpu pinned the measuring thread: the
+  // threads of the multi-threaded rows run on it.
+  cpu_set_t affinity_;
+  bool has_affinity_ = false;
   UniqueFd root_fd_, create_dir_fd_;
   size_t created_ = 0;  // names [unlinked_, created_) exist
   size_t unlinked_ = 0;
@@ -176,6 +207,8 @@ class Workload {
   // The phase being measured.
   Op phase_ = Op::kRandRead4K;
   UniqueFd data_fd_;
+  std::array<UniqueFd, kIoThreads> thread_fds_;  // multi-threaded phases
+  uint64_t wall_ns_ = 0;  // measured wall time, multi-threaded phases
   size_t next_call_ = 0;  // index of the next call (offsets, names)
   size_t measured_ = 0;   // samples recorded so far
   Measurement failed_;    // set when a batch failed (ok == false, reason)
