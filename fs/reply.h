@@ -14,7 +14,10 @@
 #pragma once
 
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <span>
 #include <string_view>
@@ -38,6 +41,22 @@ class ReplySink {
   virtual void reply_open(RequestToken, const OpenInfo&) = 0;
   virtual void reply_write(RequestToken, size_t written) = 0;
   virtual void reply_data(RequestToken, std::span<const iovec> data) = 0;
+  // Data that lies in a file: `len` bytes of `fd` at `off`, fewer at its
+  // end. A server that can splices them to the kernel without copying
+  // them through user space; this default reads them into reply_buffer()
+  // and answers with reply_data() (or the read's errno), so a sink needs
+  // nothing more. `fd` is only used before this returns.
+  virtual void reply_data_fd(RequestToken t, int fd, uint64_t off, size_t len) {
+    std::span<std::byte> buf = reply_buffer(t, len);
+    len = std::min(len, buf.size());
+    ssize_t n;
+    do {
+      n = ::pread(fd, buf.data(), len, static_cast<off_t>(off));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return reply_error(t, errno);
+    iovec v{buf.data(), static_cast<size_t>(n)};
+    reply_data(t, std::span<const iovec>(&v, 1));
+  }
   virtual void reply_xattr_size(RequestToken, size_t size) = 0;
   virtual void reply_statfs(RequestToken, const StatFs&) = 0;
   virtual void reply_lseek(RequestToken, uint64_t offset) = 0;
@@ -145,6 +164,15 @@ class DataReply : public Reply {
                                   s.size()));
   }
   void ok(std::span<const iovec> iov) { take()->reply_data(token(), iov); }
+  // Answers with `len` bytes of file `fd` at `off` (fewer at its end, as
+  // pread(2) would), or with the errno reading them fails with. Over
+  // /dev/fuse, when the file system asked for it (Capabilities::
+  // splice_write), the data is spliced from the file to the kernel without
+  // passing through user space; otherwise it is read into the request's
+  // buffer. `fd` need only stay open until ok_fd() returns.
+  void ok_fd(int fd, uint64_t off, size_t len) {
+    take()->reply_data_fd(token(), fd, off, len);
+  }
   // A request-owned buffer to fill before ok(); valid until the reply is sent.
   std::span<std::byte> buffer(size_t size) {
     return sink()->reply_buffer(token(), size);

@@ -103,6 +103,8 @@ MirrorFs::~MirrorFs() = default;
 fs::Capabilities MirrorFs::capabilities() const {
   fs::Capabilities c;
   c.writeback_cache = false;  // passthrough and writeback do not mix
+  c.splice_write = opts_.splice;
+  c.splice_min = opts_.splice_min;
   return c;
 }
 

@@ -26,6 +26,13 @@ struct Options {
   // read/write through the server, pread/pwrite on a per-open fd) or Cached
   // (the kernel page cache, kept across opens).
   fs::IoMode io_mode = fs::IoMode::Passthrough;
+  // Reads the server serves (every read without passthrough, or when the
+  // server falls back from it) are answered from the backing fd
+  // (DataReply::ok_fd); with `splice` the server splices those of at least
+  // `splice_min` bytes from the backing file to the kernel instead of
+  // copying them (README.md has the numbers behind the defaults).
+  bool splice = true;
+  uint32_t splice_min = fs::Capabilities{}.splice_min;
   // How long the kernel may cache names and attributes. Changes made to the
   // backing directory behind the mount's back show up after this long.
   double entry_timeout = 1.0;

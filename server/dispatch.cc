@@ -54,6 +54,11 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
   // Passthrough for files the file system opens so (the kernel will not
   // combine it with the writeback cache).
   if (!caps.writeback_cache) want |= abi::FUSE_PASSTHROUGH;
+  // Spliced read replies, when the file system answers reads from files
+  // (ok_fd) and wants them spliced. Not SPLICE_MOVE: the kernel copies the
+  // data out of the pipe (moving would steal the pages from the backing
+  // file's page cache). Not SPLICE_READ: requests are read with read(2).
+  if (caps.splice_write) want |= abi::FUSE_SPLICE_WRITE;
   uint64_t agreed = want & kernel;
 
   uint32_t max_write = std::clamp<uint32_t>(caps.max_write, 4096, 1u << 20);
@@ -77,6 +82,10 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
   neg_.max_readahead = out.max_readahead;
   neg_.max_pages = out.max_pages;
   neg_.uring = (agreed & abi::FUSE_OVER_IO_URING) != 0;
+  // The ring's entries have no pipe to splice into: replies from files
+  // are copied into the entry there.
+  neg_.splice = (agreed & abi::FUSE_SPLICE_WRITE) != 0 && !neg_.uring;
+  neg_.splice_min = caps.splice_min;
 
   fs_.init(&refs_);
   size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);

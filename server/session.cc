@@ -155,7 +155,10 @@ Result<void> Session::send_reply(RequestSlot* slot, int err,
 
 void Session::finish(RequestSlot* slot, int err, const iovec* payload,
                      int count) {
-  auto r = send_reply(slot, err, payload, count);
+  sent(slot, send_reply(slot, err, payload, count));
+}
+
+void Session::sent(RequestSlot* slot, const Result<void>& r) {
   if (!r && r.error().value != ENOENT && r.error().value != ENODEV)
     log_warn("reply to request {} (opcode {}) failed: {}",
              slot->unique.load(), slot->opcode, r.error().message());
@@ -286,6 +289,35 @@ void Session::reply_data(fs::RequestToken t, std::span<const iovec> data) {
   // send_reply copies payload[i] into iov[i+1]; with payload == iov+1 the
   // copy is in place.
   finish(s, 0, clipped, n);
+}
+
+void Session::reply_data_fd(fs::RequestToken t, int fd, uint64_t off,
+                            size_t len) {
+  RequestSlot* s = slot_of(t);
+  len = std::min(len, s->max_out);
+  // Splicing costs a system call more than copying and only pays for itself
+  // on large replies (neg_.splice_min); anything but a READ goes through
+  // reply_data's checks (xattr ERANGE).
+  if (!neg_.splice || len == 0 || len < neg_.splice_min ||
+      s->opcode != abi::FUSE_READ)
+    return fs::ReplySink::reply_data_fd(t, fd, off, len);
+  // A reply the file turns out too short for is rebuilt in the slot's
+  // buffer (sized once for the largest reply: no allocation per request).
+  ensure_out(s, sizeof(abi::fuse_out_header) + len);
+  abi::fuse_out_header oh{};
+  oh.unique = s->unique.load(std::memory_order_relaxed);
+  auto r = s->wire->send_file(oh, fd, off, len, {s->out.get(), s->out_cap});
+  if (r && *r == FileSend::kSpliced) {
+    spliced_.fetch_add(1, std::memory_order_relaxed);
+    if (opts_.debug) log_debug("spliced reply unique={} len={}", oh.unique, len);
+  } else if (r) {
+    splice_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    // Nothing sent (pipe busy, range too large, file not spliceable):
+    // read it as without splicing.
+    if (*r == FileSend::kNotSent)
+      return fs::ReplySink::reply_data_fd(t, fd, off, len);
+  }
+  sent(s, r ? Result<void>() : Result<void>(r.error()));
 }
 
 void Session::reply_xattr_size(fs::RequestToken t, size_t size) {
@@ -629,6 +661,9 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   for (auto& w : ring_workers) w->stop();
   for (auto& t : ring_threads) t.join();
   passthrough_.clear();
+  if (opts_.debug && (spliced_.load() || splice_fallbacks_.load()))
+    log_debug("read replies from files: {} spliced, {} copied", spliced_.load(),
+              splice_fallbacks_.load());
 
   // The kernel is gone: it holds no references any more.
   for (uint64_t ino : refs_.clear()) fs_.forget(ino);

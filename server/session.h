@@ -1,7 +1,8 @@
 // Session: one FUSE connection served for one file system.
 //
 // Owns the protocol: INIT negotiation, decoding each request into a call on
-// fs::FileSystem, encoding replies (it is the fs::ReplySink), inode
+// fs::FileSystem, encoding replies (it is the fs::ReplySink; read replies
+// from files, ok_fd, may be spliced through the worker's pipe), inode
 // reference counting (InodeRefs), interrupts, passthrough backing ids
 // (PassthroughTable), and the worker threads: one per /dev/fuse channel, or
 // io_uring workers (UringWorker) plus one /dev/fuse reader. It knows the
@@ -64,6 +65,10 @@ struct Negotiated {
   uint32_t max_readahead = 0;
   uint16_t max_pages = 0;
   bool uring = false;  // FUSE_OVER_IO_URING agreed
+  // Read replies from files (ok_fd) of at least splice_min bytes are
+  // spliced: FUSE_SPLICE_WRITE agreed and served over /dev/fuse.
+  bool splice = false;
+  uint32_t splice_min = 0;
 };
 
 class Session final : public fs::ReplySink {
@@ -112,6 +117,16 @@ class Session final : public fs::ReplySink {
   const Negotiated& negotiated() const { return neg_; }
   const InodeRefs& refs() const { return refs_; }
   uint64_t malformed_count() const { return malformed_.load(); }
+  // Read replies whose data went from a file to the kernel through a pipe
+  // (ok_fd, spliced), and those ok_fd replies copied instead because the
+  // wire could not splice them then (pipe in use, range too large, file
+  // that cannot be spliced, end of file).
+  uint64_t spliced_count() const {
+    return spliced_.load(std::memory_order_relaxed);
+  }
+  uint64_t splice_fallback_count() const {
+    return splice_fallbacks_.load(std::memory_order_relaxed);
+  }
   // Requests whose reply has not been sent yet (async replies in flight).
   size_t slots_in_use() const;
 
@@ -123,6 +138,8 @@ class Session final : public fs::ReplySink {
   void reply_open(fs::RequestToken, const fs::OpenInfo&) override;
   void reply_write(fs::RequestToken, size_t written) override;
   void reply_data(fs::RequestToken, std::span<const iovec> data) override;
+  void reply_data_fd(fs::RequestToken, int fd, uint64_t off,
+                     size_t len) override;
   void reply_xattr_size(fs::RequestToken, size_t size) override;
   void reply_statfs(fs::RequestToken, const fs::StatFs&) override;
   void reply_lseek(fs::RequestToken, uint64_t offset) override;
@@ -141,6 +158,9 @@ class Session final : public fs::ReplySink {
 
   // Sends header + payload for `slot` and hands the slot back.
   void finish(RequestSlot* slot, int err, const iovec* payload, int count);
+  // Logs a reply that could not be delivered (unless the kernel merely
+  // dropped the request) and hands the slot back.
+  void sent(RequestSlot* slot, const Result<void>& r);
   Result<void> send_reply(RequestSlot* slot, int err, const iovec* payload,
                           int count);
   void complete(RequestSlot* slot);
@@ -187,6 +207,8 @@ class Session final : public fs::ReplySink {
   std::atomic<bool> destroyed_{false};
   InodeRefs refs_;
   std::atomic<uint64_t> malformed_{0};
+  std::atomic<uint64_t> spliced_{0};
+  std::atomic<uint64_t> splice_fallbacks_{0};
 
   PassthroughTable passthrough_;
   std::unique_ptr<DevBackingControl> dev_backing_;

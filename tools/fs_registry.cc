@@ -25,7 +25,10 @@ std::string fs_options_help() {
          "  thread after N microseconds)\n"
          "mirrorfs (SOURCE: the directory to mirror) options:\n"
          "  passthrough (default: the kernel reads/writes the backing files),\n"
-         "  nopassthrough (direct I/O through the server), cached (page cache)";
+         "  nopassthrough (direct I/O through the server), cached (page cache),\n"
+         "  splice (default: reads the server serves are spliced from the\n"
+         "  backing file, not copied, when of splice_min=N bytes or more,\n"
+         "  default 32768), nosplice (always copied)";
 }
 
 namespace {
@@ -108,6 +111,16 @@ Result<FsChoice> make_fs(const std::string& name, const std::string& source,
         o.io_mode = fs::IoMode::Direct;
       } else if (opt == "cached") {
         o.io_mode = fs::IoMode::Cached;
+      } else if (opt == "splice") {
+        o.splice = true;
+      } else if (opt == "nosplice") {
+        o.splice = false;
+      } else if (opt.rfind("splice_min=", 0) == 0) {
+        if (!parse_u32(std::string_view(opt).substr(11), &o.splice_min)) {
+          *why = fmt::format("bad value in -o {}", opt);
+          return Errno(EINVAL);
+        }
+        o.splice = true;
       } else {
         *why = fmt::format("unknown option '{}' for mirrorfs", opt);
         return Errno(EINVAL);

@@ -18,6 +18,59 @@
 
 namespace zest::transport {
 
+// SplicePipe: a pipe through which one worker sends replies whose data lies
+// in a file: the data is spliced from the file into the pipe and from the
+// pipe into /dev/fuse, so it never passes through user space (the kernel
+// copies it once, from the file's pages into the caller's). Made once per
+// worker and reused; holds at most one reply at a time.
+//
+// The kernel takes a reply from a pipe only whole, in one splice
+// (fuse_dev_splice_write refuses a pipe holding less than the length asked
+// for), so the pipe must hold the largest reply: F_SETPIPE_SZ asks for
+// enough pipe buffers for 1 MiB of data at any alignment plus the header
+// (2 MiB, a power of two of pages); without CAP_SYS_RESOURCE the system
+// limit (/proc/sys/fs/pipe-max-size, 1 MiB by default) may give fewer, and
+// fits() then says which replies do not fit.
+//
+// Both ends are non-blocking: nothing here ever waits for the pipe. Not
+// thread-safe: one sender at a time.
+class SplicePipe {
+ public:
+  // A pipe for replies of up to `max_data` bytes of file data (fewer where
+  // the system allows less; see fits()).
+  static Result<SplicePipe> create(size_t max_data = size_t{1} << 20);
+
+  // Whether `head` bytes plus `len` bytes of a file at `off` fit the pipe:
+  // every page of the file the range touches takes one pipe buffer, and
+  // so does the head.
+  bool fits(size_t head, uint64_t off, size_t len) const;
+  // Bytes in the pipe now.
+  size_t held() const { return held_; }
+
+  // Copies `n` bytes into the pipe (write(2); for the small header).
+  Result<void> put(const void* p, size_t n);
+  // Moves `len` bytes of `fd` at `off` into the pipe without copying.
+  // Returns how many: fewer only at the end of the file (a splice that
+  // returned 0). An error (EAGAIN: the pipe filled up first) leaves what
+  // was moved in the pipe; clear() it.
+  Result<size_t> fill(int fd, uint64_t off, size_t len);
+  // Reads `n` bytes out of the pipe into `p` (the fallback for a reply
+  // that must be rebuilt).
+  Result<void> take(void* p, size_t n);
+  // Empties the pipe, so the next reply starts clean: a pipe that cannot
+  // be emptied is replaced by a new one.
+  Result<void> clear();
+
+  int read_fd() const { return r_.get(); }
+
+ private:
+  friend class DevChannel;
+  UniqueFd r_, w_;
+  size_t buffers_ = 0;  // pipe buffers (pages) it holds
+  size_t max_data_ = 0;
+  size_t held_ = 0;
+};
+
 class DevChannel {
  public:
   // Wraps an fd we do not own (the mount's).
@@ -38,6 +91,10 @@ class DevChannel {
   // Writes one reply or notification (header first). Errors: ENOENT when
   // the request was interrupted and already answered by the kernel.
   Result<void> send(const iovec* iov, int count) const;
+  // Sends everything `pipe` holds as one reply, in one splice (the kernel
+  // takes a reply from a pipe only whole). The pipe is empty afterwards,
+  // whether or not the kernel took the reply (same errors as send()).
+  Result<void> send(SplicePipe& pipe) const;
 
  private:
   UniqueFd owned_;

@@ -192,5 +192,37 @@ TEST(MirrorFiles, SeekFallocateCopyRange) {
   EXPECT_EQ(h.release(fb->ino, b.fh), 0);
 }
 
+// Reads are answered from the backing fd (ok_fd), and the server is asked
+// to splice those of 32 KiB and more unless told otherwise.
+TEST(MirrorFiles, SpliceIsAskedForUnlessTurnedOff) {
+  Options o;
+  o.source = "/";
+  std::string why;
+  auto on = make_mirrorfs(o, &why);
+  ASSERT_TRUE(on) << why;
+  EXPECT_TRUE((*on)->capabilities().splice_write);
+  EXPECT_EQ((*on)->capabilities().splice_min, 32u * 1024);
+  o.splice = false;
+  auto off = make_mirrorfs(o, &why);
+  ASSERT_TRUE(off) << why;
+  EXPECT_FALSE((*off)->capabilities().splice_write);
+}
+
+TEST(MirrorFiles, DirectReadsOfEverySizeAreTheBackingBytes) {
+  MirrorHarness h(fs::IoMode::Direct);
+  fs::OpenInfo c;
+  auto f = h.create(fs::kRootIno, "f", 0644, O_RDWR | O_CREAT, &c);
+  ASSERT_TRUE(f);
+  std::string data(300000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
+  ASSERT_EQ(*h.write(f->ino, c.fh, 0, data), data.size());
+  EXPECT_EQ(*h.read(f->ino, c.fh, 0, 300000), data);
+  EXPECT_EQ(*h.read(f->ino, c.fh, 4095, 70000), data.substr(4095, 70000));
+  EXPECT_EQ(*h.read(f->ino, c.fh, 299990, 4096), data.substr(299990));
+  EXPECT_EQ(*h.read(f->ino, c.fh, 300000, 4096), "");
+  EXPECT_EQ(*h.read(f->ino, c.fh, 5, 0), "");
+  EXPECT_EQ(h.release(f->ino, c.fh), 0);
+}
+
 }  // namespace
 }  // namespace zest::mirrorfs::test
