@@ -146,6 +146,7 @@ void MirrorFs::statfs(const fs::Context&, fs::Ino ino, fs::StatfsReply r) {
 void MirrorFs::setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                         std::span<const std::byte> value, uint32_t flags,
                         fs::StatusReply r) {
+  if (!opts_.xattr) return r.error(ENOSYS);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   CName n(name);
@@ -158,6 +159,7 @@ void MirrorFs::setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
 
 void MirrorFs::getxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                         uint32_t size, fs::XattrReply r) {
+  if (!opts_.xattr) return r.error(ENOSYS);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   CName n(name);
@@ -175,6 +177,7 @@ void MirrorFs::getxattr(const fs::Context&, fs::Ino ino, std::string_view name,
 
 void MirrorFs::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size,
                          fs::XattrReply r) {
+  if (!opts_.xattr) return r.error(ENOSYS);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   const ProcPath path = i->proc();
@@ -213,6 +216,7 @@ void MirrorFs::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size,
 
 void MirrorFs::removexattr(const fs::Context&, fs::Ino ino,
                            std::string_view name, fs::StatusReply r) {
+  if (!opts_.xattr) return r.error(ENOSYS);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   CName n(name);

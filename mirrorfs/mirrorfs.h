@@ -33,6 +33,13 @@ struct Options {
   // copying them (README.md has the numbers behind the defaults).
   bool splice = true;
   uint32_t splice_min = fs::Capabilities{}.splice_min;
+  // Answer every xattr call with ENOSYS, so the kernel stops sending them
+  // (it then answers EOPNOTSUPP itself). FUSE clears SB_NOSEC, so without
+  // this every passthrough write first asks the server for
+  // security.capability (file_remove_privs in backing_file_write_iter): one
+  // round trip per write. With it, passthrough writes never leave the
+  // kernel; the price is no extended attributes on the mount.
+  bool xattr = true;
   // How long the kernel may cache names and attributes. Changes made to the
   // backing directory behind the mount's back show up after this long.
   double entry_timeout = 1.0;

@@ -28,7 +28,9 @@ std::string fs_options_help() {
          "  nopassthrough (direct I/O through the server), cached (page cache),\n"
          "  splice (default: reads the server serves are spliced from the\n"
          "  backing file, not copied, when of splice_min=N bytes or more,\n"
-         "  default 32768), nosplice (always copied)";
+         "  default 32768), nosplice (always copied),\n"
+         "  noxattr (no extended attributes: ENOSYS, so passthrough writes\n"
+         "  need no security.capability lookup in the server)";
 }
 
 namespace {
@@ -115,6 +117,8 @@ Result<FsChoice> make_fs(const std::string& name, const std::string& source,
         o.splice = true;
       } else if (opt == "nosplice") {
         o.splice = false;
+      } else if (opt == "noxattr") {
+        o.xattr = false;
       } else if (opt.rfind("splice_min=", 0) == 0) {
         if (!parse_u32(std::string_view(opt).substr(11), &o.splice_min)) {
           *why = fmt::format("bad value in -o {}", opt);

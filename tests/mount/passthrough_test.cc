@@ -3,6 +3,7 @@
 // backing file itself and no READ or WRITE reaches the server. The server
 // runs with -d, and its request log is the evidence.
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,6 +117,35 @@ TEST_F(PassthroughMountTest, ManyOpensOfOneInodeAndReopenAfterRelease) {
   EXPECT_TRUE(mount_->Unmount(&report)) << report;
   EXPECT_EQ(mount_->ServerStderr().find("closing backing id"), std::string::npos)
       << mount_->ServerStderr();
+}
+
+// FUSE clears SB_NOSEC, so the kernel asks the server for
+// security.capability before every passthrough write (file_remove_privs);
+// -o noxattr answers ENOSYS once and the kernel stops asking.
+TEST(PassthroughNoXattr, WritesNeedNoRequestAtAll) {
+  std::string reason = FuseUnavailableReason();
+  if (!reason.empty()) GTEST_SKIP() << reason;
+  if (std::getenv("ZEST_TEST_SUBJECT")) GTEST_SKIP() << "needs a zest mirrorfs mount";
+  std::string err;
+  auto m = ZestMount::Start("mirrorfs", {"-d", "-o", "noxattr"}, &err);
+  ASSERT_TRUE(m) << err;
+  const std::string path = m->path() + "/w";
+  int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  for (int k = 0; k < 50; ++k) ASSERT_EQ(::pwrite(fd, "abcd", 4, k * 4), 4);
+  char v[8];
+  EXPECT_EQ(::fgetxattr(fd, "user.x", v, sizeof v), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_EQ(::fsetxattr(fd, "user.x", "1", 1, 0), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  ::close(fd);
+  const std::string log = m->ServerStderr();
+  if (log.find("serving such opens with direct I/O") != std::string::npos)
+    GTEST_SKIP() << "kernel refused passthrough";
+  EXPECT_EQ(ReadAll(m->source() + "/w").size(), 200u);
+  EXPECT_EQ(CountRequests(log, 16), 0u) << "WRITE reached the server";
+  // At most the one GETXATTR answered ENOSYS, then none.
+  EXPECT_LE(CountRequests(log, 22), 1u) << "GETXATTR kept reaching the server";
 }
 
 }  // namespace
