@@ -23,8 +23,15 @@
 //     then chain order);
 //   - link counts, `blocks`, `parent` and dirent types are rewritten from
 //     what the directory tree says;
-//   - orphans (in use, nlink 0) and unreachable inodes are freed (their
-//     blocks become free, since the allocator is rebuilt at every mount).
+//   - orphans (in use, nlink 0) are freed (their blocks become free, since
+//     the allocator is rebuilt at every mount);
+//   - unreachable inodes are reconnected, as e2fsck does: the top of each
+//     unreachable subtree is linked into /lost+found (created, 0700 root,
+//     when missing) as "#<ino>", and what lies below it comes along under
+//     its old names; a cycle of unreachable directories is broken at its
+//     lowest-numbered directory. When that is impossible (/lost+found is
+//     not a directory; no free inode or block) they are freed, as orphans
+//     are. Read-only, the report says what repair would do.
 // Every repair names what it changed and what data was lost. Repair runs in
 // passes until one changes nothing (a repair can expose another error, e.g.
 // freeing a directory drops links to its children), then a final read-only

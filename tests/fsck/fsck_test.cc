@@ -7,15 +7,19 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "pmem/pool.h"
 #include "pmfs/fuzz/sample_image.h"
+#include "pmfs/pmfs.h"
 #include "tests/pmem/temp_dir.h"
+#include "tests/pmfs/harness.h"
 
 namespace zest::pmfs {
 namespace {
@@ -37,6 +41,99 @@ bool mentions(const std::vector<std::string>& list, const std::string& what) {
   }
   return false;
 }
+
+size_t count_of(const std::vector<std::string>& list, const std::string& what) {
+  return std::count_if(list.begin(), list.end(), [&](const std::string& s) {
+    return s.find(what) != std::string::npos;
+  });
+}
+
+// A pool opened with pmfs::open and read through the FileSystem API (pmfs
+// replies synchronously): what a mount of a repaired pool shows.
+class Mounted {
+ public:
+  explicit Mounted(const std::string& path) {
+    auto r = pmfs::open(path, {}, &why_);
+    if (!r) return;
+    fs_ = std::move(*r);
+    fs_->init(&sink_);
+  }
+  bool ok() const { return fs_ != nullptr; }
+  const std::string& why() const { return why_; }
+
+  Result<fs::Entry> lookup(fs::Ino parent, std::string_view name) {
+    test::Call c;
+    fs_->lookup(ctx_, parent, name, fs::EntryReply(&sink_, &c));
+    return entry(c);
+  }
+  // An absolute path, one lookup per component.
+  Result<fs::Entry> walk(std::string_view path) {
+    Result<fs::Entry> e = getattr(kRootIno);
+    while (e && !path.empty()) {
+      const size_t start = path.find_first_not_of('/');
+      if (start == std::string_view::npos) break;
+      path.remove_prefix(start);
+      const std::string_view name = path.substr(0, path.find('/'));
+      path.remove_prefix(name.size());
+      e = lookup(e->ino, name);
+    }
+    return e;
+  }
+  Result<fs::Entry> getattr(fs::Ino ino) {
+    test::Call c;
+    fs_->getattr(ctx_, ino, nullptr, fs::AttrReply(&sink_, &c));
+    if (c.kind != test::Call::kAttr) return Errno(c.err ? c.err : EIO);
+    return fs::Entry{ino, 0, c.attr};
+  }
+  Result<fs::Entry> mkdir(fs::Ino parent, std::string_view name,
+                          uint32_t mode) {
+    test::Call c;
+    fs_->mkdir(ctx_, parent, name, mode, fs::EntryReply(&sink_, &c));
+    return entry(c);
+  }
+  std::string read(fs::Ino ino) {
+    test::Call c;
+    fs_->read(ctx_, ino, 0, 0, 1 << 20, fs::DataReply(&sink_, &c));
+    return c.kind == test::Call::kData ? c.data : "(error)";
+  }
+  std::string readlink(fs::Ino ino) {
+    test::Call c;
+    fs_->readlink(ctx_, ino, fs::DataReply(&sink_, &c));
+    return c.kind == test::Call::kData ? c.data : "(error)";
+  }
+  std::string getxattr(fs::Ino ino, std::string_view name) {
+    test::Call c;
+    fs_->getxattr(ctx_, ino, name, 1 << 17, fs::XattrReply(&sink_, &c));
+    return c.kind == test::Call::kData ? c.data : "(error)";
+  }
+  // The names in a directory, "." and ".." left out.
+  std::vector<std::string> list(fs::Ino dir) {
+    std::vector<std::string> names;
+    uint64_t off = 0;
+    for (int guard = 0; guard < 1000; ++guard) {
+      test::Call c;
+      fs_->readdir(ctx_, dir, 0, off, fs::DirReply(&sink_, &c, false));
+      if (c.dir.empty()) break;
+      for (const auto& d : c.dir) {
+        if (d.name != "." && d.name != "..") names.push_back(d.name);
+      }
+      off = c.dir.back().next_off;
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  static Result<fs::Entry> entry(const test::Call& c) {
+    if (c.kind == test::Call::kEntry) return c.entry;
+    return Errno(c.err ? c.err : EIO);
+  }
+
+  fs::Context ctx_{0, 0, 1};
+  std::string why_;
+  test::FakeSink sink_;
+  std::unique_ptr<PmFs> fs_;
+};
 
 // A small tree:  /d/g (1 block), /f (4 blocks, 2 extents, 2 xattrs),
 // /s -> "d/g", /d/e (empty dir), /p (fifo).
@@ -107,6 +204,54 @@ class FsckTest : public ::testing::Test {
     auto v = b_->get<uint8_t>(off);
     v ^= 0x10;
     b_->write(off, &v, 1);
+  }
+
+  // Removes an entry the way unlink would (its slots zeroed) but leaves
+  // every link count alone: its target becomes unreachable.
+  void drop_entry(uint64_t dir, std::string_view name) {
+    const uint64_t off = b_->dirent_offset(dir, name);
+    ASSERT_NE(off, 0u) << name;
+    auto h = b_->get<DirentHeader>(off);
+    std::vector<std::byte> z(h.nslots * kDirSlotSize);
+    b_->write(off, z.data(), z.size());
+  }
+  // A file's bytes as the image holds them, through its extents.
+  std::string file_bytes(uint64_t ino) const {
+    const DiskInode d = b_->inode(ino);
+    std::string out(d.size, '\0');
+    for (size_t i = 0;; ++i) {
+      const uint64_t off = b_->extent_offset(ino, i);
+      if (off == 0) break;
+      const auto e = b_->get<DiskExtent>(off);
+      for (uint64_t k = 0; k < e.count; ++k) {
+        const uint64_t pos = (e.file_block + k) * kBlockSize;
+        if (pos >= out.size()) break;
+        b_->read((e.pool_block + k) * kBlockSize, out.data() + pos,
+                 std::min<uint64_t>(kBlockSize, out.size() - pos));
+      }
+    }
+    return out;
+  }
+  // Replaces the image with a pool file's bytes (after pmfs changed it).
+  void load(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(b_->image().data()),
+            static_cast<std::streamsize>(b_->image().size()));
+    ASSERT_TRUE(in) << path;
+  }
+  // The unreachable inodes: the read-only check reports them (exit 4, no
+  // repair), repair reconnects or frees them (exit 1), then the pool is
+  // clean. Returns the read-only and the repair reports.
+  std::pair<FsckReport, FsckReport> check_and_repair() {
+    FsckReport r = check();
+    EXPECT_EQ(r.exit_code(), 4) << dump(r);
+    EXPECT_TRUE(r.repairs.empty()) << dump(r);
+    FsckReport fixed = run_on_file(true);
+    EXPECT_EQ(fixed.exit_code(), 1) << dump(fixed);
+    FsckReport again = run_on_file(false);
+    EXPECT_EQ(again.exit_code(), 0) << dump(again);
+    EXPECT_TRUE(again.errors.empty()) << dump(again);
+    return {r, fixed};
   }
 
   pmem::testing::TempDir dir_;
@@ -464,6 +609,337 @@ TEST_F(FsckTest, FreeSlotNotClear) {
   uint32_t junk = 0x1234;
   b().write(slot + offsetof(DiskInode, mode), &junk, sizeof(junk));
   expect_repairable("inode 200: free slot is not clear");
+}
+
+// --- unreachable inodes: reconnected under /lost+found ---------------------
+
+std::string unreachable(uint64_t ino, uint32_t nlink) {
+  return fmt::format(
+      "inode {}: in use with nlink {} but not reachable from the root", ino,
+      nlink);
+}
+
+TEST_F(FsckTest, ReconnectsUnreachableFile) {
+  const std::string data = file_bytes(f_);
+  ASSERT_EQ(data.size(), 4 * kBlockSize - 100);
+  drop_entry(kRootIno, "f");
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(
+      r.errors,
+      fmt::format(
+          "{}; would be reconnected to /lost+found (as /lost+found/#{})",
+          unreachable(f_, 1), f_)))
+      << dump(r);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{} (regular file, {} "
+                  "bytes)",
+                  f_, f_, data.size())))
+      << dump(fixed);
+  EXPECT_FALSE(mentions(fixed.repairs, "freed")) << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  auto e = m.walk(fmt::format("/lost+found/#{}", f_));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->ino, f_);
+  EXPECT_EQ(e->attr.nlink, 1u);
+  EXPECT_EQ(e->attr.size, data.size());
+  EXPECT_EQ(m.read(f_), data);
+  EXPECT_EQ(m.getxattr(f_, "user.one"), "1");
+  EXPECT_EQ(m.getxattr(f_, "user.two"), std::string(6000, 'z'));
+  EXPECT_EQ(m.lookup(kRootIno, "f").error(), Errno(ENOENT));
+}
+
+TEST_F(FsckTest, CreatesLostFoundWhenMissing) {
+  drop_entry(kRootIno, "s");  // the symlink s -> d/g
+  auto [r, fixed] = check_and_repair();
+  // Inodes 1..7 are taken: /lost+found is the first free one.
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      "/lost+found: created as inode 8 (directory, mode 0700, owner root)"))
+      << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{} (symlink, 3 bytes)",
+                  s_, s_)))
+      << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  auto lf = m.lookup(kRootIno, "lost+found");
+  ASSERT_TRUE(lf.ok());
+  EXPECT_EQ(lf->ino, 8u);
+  EXPECT_EQ(lf->attr.mode, uint32_t(S_IFDIR | 0700));
+  EXPECT_EQ(lf->attr.uid, 0u);
+  EXPECT_EQ(lf->attr.gid, 0u);
+  EXPECT_EQ(lf->attr.nlink, 2u);
+  EXPECT_EQ(m.getattr(kRootIno)->attr.nlink, 4u);  // ., d, lost+found
+  EXPECT_EQ(m.list(lf->ino), std::vector<std::string>{fmt::format("#{}", s_)});
+  EXPECT_EQ(m.readlink(s_), "d/g");
+}
+
+TEST_F(FsckTest, ReconnectsOnlyTheTopOfAnUnreachableDirectory) {
+  const std::string data = file_bytes(g_);
+  drop_entry(kRootIno, "d");  // d holds the file g and the directory e
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(
+      r.errors,
+      fmt::format(
+          "{}; would be reconnected to /lost+found (as /lost+found/#{})",
+          unreachable(d_, 3), d_)))
+      << dump(r);
+  for (auto [ino, nlink] : {std::pair{g_, 1u}, std::pair{e_, 2u}}) {
+    EXPECT_TRUE(
+        mentions(r.errors,
+                 fmt::format("{}; would be reconnected to /lost+found with its "
+                             "unreachable ancestor, directory {}",
+                             unreachable(ino, nlink), d_)))
+        << dump(r);
+  }
+  EXPECT_EQ(count_of(fixed.repairs, "reconnected as"), 1u) << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{} (directory, 0 "
+                  "bytes)",
+                  d_, d_)))
+      << dump(fixed);
+  // The root lost d: reported as it was found, before /lost+found was added.
+  const std::string root_nlink =
+      "directory 1: nlink 3 but it has 0 subdirectories (expected 2)";
+  EXPECT_TRUE(mentions(r.errors, root_nlink)) << dump(r);
+  EXPECT_TRUE(mentions(fixed.errors, root_nlink)) << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  auto lf = m.lookup(kRootIno, "lost+found");
+  ASSERT_TRUE(lf.ok());
+  EXPECT_EQ(lf->attr.nlink, 3u);
+  EXPECT_EQ(m.list(lf->ino), std::vector<std::string>{fmt::format("#{}", d_)});
+  auto d = m.walk(fmt::format("/lost+found/#{}", d_));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->ino, d_);
+  EXPECT_EQ(d->attr.nlink, 3u);
+  EXPECT_EQ(m.list(d_), (std::vector<std::string>{"e", "g"}));
+  auto g = m.walk(fmt::format("/lost+found/#{}/g", d_));
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->ino, g_);
+  EXPECT_EQ(m.read(g_), data);
+  EXPECT_EQ(m.walk(fmt::format("/lost+found/#{}/e", d_))->ino, e_);
+  // The symlink s -> d/g now dangles, as it would after a rename of d.
+  EXPECT_EQ(m.lookup(kRootIno, "d").error(), Errno(ENOENT));
+}
+
+TEST_F(FsckTest, ReconnectsOneDirectoryOfAnUnreachableCycle) {
+  // x and y name each other and nothing reachable names either; y holds a
+  // file z.
+  uint64_t x = b().new_inode(S_IFDIR | 0755);
+  uint64_t y = b().new_inode(S_IFDIR | 0755);
+  edit_inode(x, [&](DiskInode& d) {
+    d.nlink = 3;
+    d.parent = y;
+  });
+  edit_inode(y, [&](DiskInode& d) {
+    d.nlink = 3;
+    d.parent = x;
+  });
+  b().add_dirent(x, "y", y, DT_DIR);
+  b().add_dirent(y, "x", x, DT_DIR);
+  uint64_t z = b().create_file(y, "z", 2);
+  const std::string data = file_bytes(z);
+  auto [r, fixed] = check_and_repair();
+  // The cycle is broken at its lowest-numbered directory.
+  EXPECT_TRUE(mentions(
+      r.errors, fmt::format("{}; would be reconnected to /lost+found (as "
+                            "/lost+found/#{})",
+                            unreachable(x, 3), x)))
+      << dump(r);
+  EXPECT_TRUE(mentions(
+      r.errors, fmt::format("{}; would be reconnected to /lost+found "
+                            "with its unreachable ancestor, directory {}",
+                            unreachable(z, 1), x)))
+      << dump(r);
+  EXPECT_EQ(count_of(fixed.repairs, "reconnected as"), 1u) << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{} (directory, 0 "
+                  "bytes; its entry 'x' in unreachable directory {}, which "
+                  "closed a cycle, removed)",
+                  x, x, y)))
+      << dump(fixed);
+  // y's link count followed the removal: only the unreachable inodes are
+  // errors.
+  EXPECT_EQ(fixed.errors.size(), 3u) << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  auto zz = m.walk(fmt::format("/lost+found/#{}/y/z", x));
+  ASSERT_TRUE(zz.ok());
+  EXPECT_EQ(zz->ino, z);
+  EXPECT_EQ(m.read(z), data);
+  EXPECT_EQ(m.getattr(x)->attr.nlink, 3u);
+  EXPECT_EQ(m.getattr(y)->attr.nlink, 2u);
+  EXPECT_EQ(m.lookup(y, "x").error(), Errno(ENOENT));
+}
+
+TEST_F(FsckTest, ReconnectsADirectoryThatNamesItself) {
+  // A cycle of one: x's only name is an entry in x itself.
+  uint64_t x = b().new_inode(S_IFDIR | 0755);
+  edit_inode(x, [&](DiskInode& d) {
+    d.nlink = 3;
+    d.parent = x;
+  });
+  b().add_dirent(x, "self", x, DT_DIR);
+  uint64_t w = b().create_file(x, "w", 1);
+  const std::string data = file_bytes(w);
+  auto [r, fixed] = check_and_repair();
+  EXPECT_EQ(count_of(fixed.repairs, "reconnected as"), 1u) << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{} (directory, 0 "
+                  "bytes; its entry 'self' in unreachable directory {}",
+                  x, x, x)))
+      << dump(fixed);
+  // The removal kept x's link count exact: nothing else to repair.
+  EXPECT_EQ(fixed.errors.size(), 2u) << dump(fixed);  // x and w unreachable
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.walk(fmt::format("/lost+found/#{}/w", x))->ino, w);
+  EXPECT_EQ(m.read(w), data);
+  EXPECT_EQ(m.lookup(x, "self").error(), Errno(ENOENT));
+  EXPECT_EQ(m.getattr(x)->attr.nlink, 2u);
+}
+
+TEST_F(FsckTest, LostRootDirectoryBlockIsReconnectedNotFreed) {
+  // The root's only directory block fails its checksum: the chain is cut at
+  // its head and every top-level name is gone. What they named is kept.
+  const std::string f_data = file_bytes(f_);
+  const std::string g_data = file_bytes(g_);
+  flip(b().inode(kRootIno).dir_head * kBlockSize +
+       offsetof(DirBlockHeader, ino));
+  auto [r, fixed] = check_and_repair();
+  EXPECT_FALSE(mentions(fixed.repairs, "freed")) << dump(fixed);
+  EXPECT_EQ(count_of(fixed.repairs, "reconnected as"), 4u) << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  auto lf = m.lookup(kRootIno, "lost+found");
+  ASSERT_TRUE(lf.ok());
+  EXPECT_EQ(m.list(kRootIno), std::vector<std::string>{"lost+found"});
+  EXPECT_EQ(m.list(lf->ino),
+            (std::vector<std::string>{
+                fmt::format("#{}", d_), fmt::format("#{}", f_),
+                fmt::format("#{}", s_), fmt::format("#{}", p_)}));
+  EXPECT_EQ(m.read(m.walk(fmt::format("/lost+found/#{}", f_))->ino), f_data);
+  EXPECT_EQ(m.read(m.walk(fmt::format("/lost+found/#{}/g", d_))->ino), g_data);
+  EXPECT_EQ(m.getxattr(f_, "user.one"), "1");
+}
+
+TEST_F(FsckTest, UsesAnExistingLostFound) {
+  const std::string data = file_bytes(f_);
+  // lost+found made by pmfs itself, already holding the name "#<f>".
+  path_ = dir_.file("premade");
+  std::string why;
+  ASSERT_TRUE(b().save(path_, &why).ok()) << why;
+  uint64_t lf = 0;
+  {
+    Mounted m(path_);
+    ASSERT_TRUE(m.ok()) << m.why();
+    auto made = m.mkdir(kRootIno, "lost+found", 0700);
+    ASSERT_TRUE(made.ok());
+    lf = made->ino;
+    ASSERT_TRUE(m.mkdir(lf, fmt::format("#{}", f_), 0755).ok());
+  }
+  load(path_);
+  drop_entry(kRootIno, "f");
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(
+      r.errors, fmt::format("{}; would be reconnected to /lost+found (as "
+                            "/lost+found/#{}.1)",
+                            unreachable(f_, 1), f_)))
+      << dump(r);
+  EXPECT_FALSE(mentions(fixed.repairs, "/lost+found: created")) << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: reconnected as /lost+found/#{}.1", f_, f_)))
+      << dump(fixed);
+
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.walk("/lost+found")->ino, lf);
+  auto e = m.walk(fmt::format("/lost+found/#{}.1", f_));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->ino, f_);
+  EXPECT_EQ(m.read(f_), data);
+}
+
+TEST_F(FsckTest, LostFoundNotADirectoryFallsBackToFreeing) {
+  b().mkfifo(kRootIno, "lost+found");
+  drop_entry(kRootIno, "f");
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(r.errors,
+                       "would be freed (/lost+found (inode 8) is "
+                       "not a directory)"))
+      << dump(r);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: freed (unreachable; /lost+found (inode 8) is not "
+                  "a directory); data lost: {} bytes",
+                  f_, 4 * kBlockSize - 100)))
+      << dump(fixed);
+}
+
+TEST_F(FsckTest, NoFreeInodeFallsBackToFreeing) {
+  // Inodes 1..7 are taken; fill the rest of the table with named fifos.
+  for (uint64_t ino = 8; ino <= b().sb().inode_count; ++ino)
+    b().mkfifo(kRootIno, fmt::format("fifo{}", ino));
+  drop_entry(kRootIno, "f");
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(
+      r.errors, fmt::format("{}; would be freed (no free inode to create "
+                            "/lost+found)",
+                            unreachable(f_, 1))))
+      << dump(r);
+  EXPECT_TRUE(mentions(
+      fixed.notes,
+      "unreachable inodes cannot be reconnected: no free inode to create "
+      "/lost+found; they are freed"))
+      << dump(fixed);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: freed (unreachable; no free inode to create "
+                  "/lost+found); data lost: {} bytes",
+                  f_, 4 * kBlockSize - 100)))
+      << dump(fixed);
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.lookup(kRootIno, "lost+found").error(), Errno(ENOENT));
+}
+
+TEST_F(FsckTest, NoFreeBlockFallsBackToFreeing) {
+  // One file takes every free data block (and one for its extent block).
+  FsckReport before = fsck_image(b().image());
+  const uint64_t free_blocks =
+      b().sb().total_blocks - b().sb().data_start - before.blocks_in_use;
+  ASSERT_GT(free_blocks, 2u);
+  b().create_file(kRootIno, "big", uint32_t(free_blocks - 1));
+  ASSERT_EQ(fsck_image(b().image()).blocks_in_use,
+            b().sb().total_blocks - b().sb().data_start);
+  drop_entry(kRootIno, "f");
+  auto [r, fixed] = check_and_repair();
+  EXPECT_TRUE(mentions(r.errors,
+                       "would be freed (no free block for another "
+                       "entry in /lost+found)"))
+      << dump(r);
+  EXPECT_TRUE(mentions(
+      fixed.repairs,
+      fmt::format("inode {}: freed (unreachable; no free block for another "
+                  "entry in /lost+found)",
+                  f_)))
+      << dump(fixed);
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
 }
 
 // Random damage to the inode table and metadata blocks: never a crash, and
