@@ -151,7 +151,7 @@ void make_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     extra.push_back("--spin-us");
     extra.push_back(std::to_string(spin_us));
   }
-  if (uring) extra.push_back("--transport=uring");
+  extra.push_back(uring ? "--transport=uring" : "--transport=dev");
   if (!opts.zest_opts.empty()) {  // memfs options (--zest-opts)
     extra.push_back("-o");
     extra.push_back(opts.zest_opts);
@@ -190,7 +190,7 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     return;
   }
   std::vector<std::string> extra;
-  if (uring) extra.push_back("--transport=uring");
+  extra.push_back(uring ? "--transport=uring" : "--transport=dev");
   start_zest(
       t, opts, scratch, "pmfs", extra, pool,
       std::string(uring ? "pmfs over FUSE io_uring" : "pmfs over /dev/fuse") +
@@ -213,7 +213,7 @@ void make_mirrorfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     return;
   }
   std::vector<std::string> extra;
-  if (uring) extra.push_back("--transport=uring");
+  extra.push_back(uring ? "--transport=uring" : "--transport=dev");
   if (!opts.mirrorfs_opts.empty()) {
     extra.push_back("-o");
     extra.push_back(opts.mirrorfs_opts);

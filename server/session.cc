@@ -595,6 +595,9 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     release_worker(first);
     return Errno(EPROTONOSUPPORT);
   }
+  if (ring && opts_.transport == Transport::kAuto)
+    log_info("serving through FUSE over io_uring ({} ring worker{})", ring_workers.size(),
+             ring_workers.size() == 1 ? "" : "s");
   if (ring) threads = 1;
   if (!ring && opts_.transport != Transport::kDev)
     log_info("serving through /dev/fuse with {} worker{}", threads, threads == 1 ? "" : "s");

@@ -144,7 +144,9 @@ void SetDefaultTransport(const char* transport) { g_default_transport = transpor
 
 std::string TestTransport() {
   if (const char* t = std::getenv("ZEST_TEST_TRANSPORT"); t && *t) return t;
-  return g_default_transport ? g_default_transport : "";
+  // zest mount's own default is auto (io_uring where offered); the plain
+  // variants pin /dev/fuse so that both transports stay covered.
+  return g_default_transport ? g_default_transport : "dev";
 }
 
 std::string FuseUnavailableReason() {
