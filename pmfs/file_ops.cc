@@ -38,7 +38,8 @@ namespace {
 
 // FUSE_WRITE_KILL_SUIDGID from the server.
 constexpr uint32_t kWriteKillSuidGid = 1;
-// Blocks one fallocate/zero/punch transaction covers at most.
+// Blocks one fallocate/zero/punch transaction covers at most when the
+// whole range does not fit one transaction (do_fallocate).
 constexpr uint64_t kWindowBlocks = 256;
 // Overwrites up to this size go through the journal (see the top).
 constexpr uint64_t kJournalDataMax = 16 * 1024;
@@ -369,11 +370,22 @@ void PmFsImpl::write(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset,
 Status PmFsImpl::trim_tail(Inode& i, uint64_t from) {
   ExtentMap& em = *i.ext;
   constexpr size_t kBatch = 128;
+  // Clears kInodeTrimPending when nothing is left past `from`.
+  auto done = [&]() -> Status {
+    if (!(i.d.flags & kInodeTrimPending)) return {};
+    Transaction& tx = Transaction::local();
+    DiskInode nd = i.d;
+    nd.flags &= ~kInodeTrimPending;
+    put_inode(tx, i.ino, nd);
+    if (Status s = commit(tx); !s) return s;
+    i.d = nd;
+    return {};
+  };
   while (true) {
     auto last = em.map().end();
-    if (em.map().empty()) return {};
+    if (em.map().empty()) return done();
     --last;
-    if (last->first + last->second.count <= from) return {};
+    if (last->first + last->second.count <= from) return done();
     // Window start: the kBatch-th extent from the end (or `from`).
     auto it = last;
     for (size_t k = 1; k < kBatch && it != em.map().begin(); ++k) --it;
@@ -385,6 +397,7 @@ Status PmFsImpl::trim_tail(Inode& i, uint64_t from) {
     if (st) {
       nd.blocks = static_cast<uint64_t>(static_cast<int64_t>(nd.blocks) + e.blocks_delta);
       nd.extent_head = e.new_head;
+      if (a == from) nd.flags &= ~kInodeTrimPending;  // the last batch
       put_inode(tx, i.ino, nd);
       st = commit(tx);
     }
@@ -449,6 +462,9 @@ Status PmFsImpl::truncate_locked(Inode& i, uint64_t size, const DiskInode& extra
   if (st) {
     nd.blocks = static_cast<uint64_t>(static_cast<int64_t>(nd.blocks) + e.blocks_delta);
     nd.extent_head = e.new_head;
+    // Cleared by the transaction that removes the last extent past the end
+    // (trim_tail); mount finishes the job if we crash before that.
+    if (!all) nd.flags |= kInodeTrimPending;
     put_inode(tx, i.ino, nd);
     st = commit(tx);
   }
@@ -567,7 +583,9 @@ Status PmFsImpl::fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64
     nd.extent_head = ed.new_head;
     set_mc(nd, now_ts());  // tmpfs: every successful mode changes both
     put_inode(tx, i.ino, nd);
-    st = commit(tx);
+    // E2BIG (internal): the transaction outgrew the journal; nothing
+    // changed, the caller goes on in windows.
+    st = journal_->fits(tx) ? commit(tx) : Status(Errno(E2BIG));
   }
   if (!st) {
     em.abort(ed, balloc_);
@@ -596,6 +614,17 @@ int PmFsImpl::do_fallocate(Inode& i, uint32_t mode, uint64_t offset, uint64_t le
   }
   const Fill f = punch ? Fill::Punch : zero ? Fill::Zero : Fill::Allocate;
   const uint64_t new_size = (!punch && !keep) ? std::max<uint64_t>(i.d.size, end) : i.d.size;
+  // The whole range in one transaction when the journal holds it, so the
+  // operation is atomic like every other (a range is one extent record per
+  // extent it touches, plus the runs allocated for its holes). Only a range
+  // whose transaction would outgrow the journal (thousands of extents) is
+  // done in windows of kWindowBlocks, each atomic on its own.
+  const size_t max_extents = journal_->capacity() / 256;
+  if (em.count_in(first, last, max_extents + 1) <= max_extents) {
+    Status s = fill_window(i, first, last, f, offset, end, new_size);
+    if (s) return 0;
+    if (s.error().value != E2BIG) return s.error().value;
+  }
   bool any = false;
   for (uint64_t a = first; a < last;) {
     if (f == Fill::Punch) {  // skip holes quickly
@@ -608,7 +637,7 @@ int PmFsImpl::do_fallocate(Inode& i, uint32_t mode, uint64_t offset, uint64_t le
     const bool final_window = b == last;
     if (Status s = fill_window(i, a, b, f, offset, end, final_window ? new_size : i.d.size);
         !s) {
-      return s.error().value;
+      return s.error().value == E2BIG ? ENOSPC : s.error().value;
     }
     any = true;
     a = b;

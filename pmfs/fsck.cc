@@ -733,13 +733,22 @@ class Pass {
       return;
     }
     ++stats_->inodes_checked;
-    if (d.flags & ~kInodeInUse) {
+    // kInodeTrimPending: a truncate still removing extents past the end;
+    // mount finishes it (a regular file's only other valid flag).
+    const uint32_t known =
+        kInodeInUse | (dtype == DT_REG ? kInodeTrimPending : 0u);
+    if (d.flags & ~known) {
       rep_.error(fmt::format("inode {}: unknown flags {:#x}", ino,
-                             d.flags & ~kInodeInUse));
+                             d.flags & ~known));
       patch_inode(
-          ino, [](DiskInode& x) { x.flags &= kInodeInUse; },
+          ino, [known](DiskInode& x) { x.flags &= known; },
           "unknown flags cleared");
-      d.flags &= kInodeInUse;
+      d.flags &= known;
+    } else if (d.flags & kInodeTrimPending) {
+      rep_.note(fmt::format(
+          "inode {}: an interrupted truncate left extents past its end; "
+          "mount removes them",
+          ino));
     }
     if (d.mode & ~uint32_t(S_IFMT | 07777)) {
       rep_.error(fmt::format(

@@ -93,6 +93,10 @@ inline constexpr uint64_t kInodeSize = 256;
 inline constexpr uint64_t kInodesPerBlock = kBlockSize / kInodeSize;
 inline constexpr uint64_t kRootIno = 1;
 inline constexpr uint32_t kInodeInUse = 1u << 0;
+// Regular files: a truncate set `size` and is still removing the extents
+// past it in further transactions; mount finishes it (an interrupted one
+// would otherwise leave old data that growing the file again would show).
+inline constexpr uint32_t kInodeTrimPending = 1u << 1;
 inline constexpr size_t kInlineSymlinkMax = 127;  // longer targets use a block
 
 struct DiskInode {

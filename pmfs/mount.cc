@@ -39,6 +39,8 @@ class Loader {
   Status load_xattrs(Inode& i);
   Status check_links();
   Status free_orphans();
+  // Removes what an interrupted truncate left past a file's end.
+  Status finish_truncates();
 
   struct Edge {
     uint64_t parent, child;
@@ -222,7 +224,10 @@ Status Loader::load_xattrs(Inode& i) {
 
 Status Loader::load_inode(uint64_t ino, const DiskInode& d) {
   if (!checksum_ok(d)) return fail(fmt::format("inode {}: checksum mismatch", ino));
-  if (d.flags != kInodeInUse) return fail(fmt::format("inode {}: unknown flags {:#x}", ino, d.flags));
+  if (d.flags != kInodeInUse &&
+      !(d.flags == (kInodeInUse | kInodeTrimPending) && (d.mode & S_IFMT) == S_IFREG)) {
+    return fail(fmt::format("inode {}: unknown flags {:#x}", ino, d.flags));
+  }
   const uint32_t type = d.mode & S_IFMT;
   switch (type) {
     case S_IFREG: case S_IFDIR: case S_IFLNK: case S_IFCHR: case S_IFBLK: case S_IFIFO:
@@ -359,6 +364,21 @@ Status Loader::free_orphans() {
   return {};
 }
 
+Status Loader::finish_truncates() {
+  if (!fs_.writable()) return {};  // reads stop at the size either way
+  for (uint64_t ino = 1; ino <= sb_.inode_count; ++ino) {
+    InodePtr& i = inodes_[ino];
+    if (!i || !(i->d.flags & kInodeTrimPending)) continue;
+    const uint64_t keep = (i->d.size + kBlockSize - 1) / kBlockSize;
+    if (Status s = fs_.trim_tail(*i, keep); !s) {
+      *why_ = fmt::format("finishing the interrupted truncate of inode {} failed", ino);
+      return s;
+    }
+    log_info("pmfs: finished the interrupted truncate of inode {}", ino);
+  }
+  return {};
+}
+
 Status Loader::run() {
   used_.assign((sb_.total_blocks + 63) / 64, 0);
   for (uint64_t b = 0; b < sb_.data_start; ++b) used_[b >> 6] |= uint64_t{1} << (b & 63);
@@ -377,6 +397,7 @@ Status Loader::run() {
   unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   fs_.balloc_.init(sb_.data_start, sb_.total_blocks, used_, std::min(cpus, 64u));
   if (Status s = free_orphans(); !s) return s;
+  if (Status s = finish_truncates(); !s) return s;
   for (InodePtr& i : inodes_) {
     if (i) fs_.table_.insert(std::move(i));
   }

@@ -12,6 +12,8 @@
 // lists the operations.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/falloc.h>
+
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 
@@ -170,6 +172,51 @@ TEST(Crash, LargeWriteIsAtomic) {
   std::vector<std::string> reports;
   CheckStats st = check_run(run, soak() ? 256 : 48, &reports);
   report("1 MiB writes", st, reports);
+}
+
+// fallocate, zero range and punch over ranges of several MiB (more than one
+// window of 256 blocks), on a file with holes: each is one transaction, so
+// every crash state shows the whole operation or none of it.
+TEST(Crash, LargeFallocateIsAtomic) {
+  RecordedRun run("large fallocate", 0, 24 << 20, small_mkfs(64));
+  auto& h = run.h();
+  fs::Ino f = 0;
+  run.op("create /big", [&] {
+    auto e = h.create(fs::kRootIno, "big");
+    if (e) {
+      f = e->ino;
+      run.forget(f);
+    }
+    return e ? std::string("ok") : errno_name(e.error().value);
+  });
+  ASSERT_NE(f, 0u);
+  std::string data;
+  uint64_t seed = 300;
+  for (uint64_t off : {uint64_t{0}, uint64_t{2} << 20}) {  // data, hole, data
+    fill_pattern(&data, 1 << 20, ++seed);
+    run.op(fmt::format("write /big off {} len 1 MiB", off), [&] {
+      auto r = h.write(f, off, data);
+      return r ? std::to_string(*r) : errno_name(r.error().value);
+    });
+  }
+  struct F {
+    uint32_t mode;
+    uint64_t off, len;
+  };
+  const F ops[] = {
+      {0, 4096, 5 << 20},                                            // fill, extend
+      {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 512 << 10, 4 << 20},
+      {FALLOC_FL_ZERO_RANGE, 100, (4 << 20) + 7},                    // partial ends
+      {FALLOC_FL_KEEP_SIZE, 5 << 20, 3 << 20},                       // past EOF
+      {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 16 << 20},     // everything
+  };
+  for (const F& o : ops) {
+    run.op(fmt::format("fallocate /big mode {:#x} off {} len {}", o.mode, o.off, o.len),
+           [&] { return errno_name(h.fallocate(f, o.mode, o.off, o.len)); });
+  }
+  std::vector<std::string> reports;
+  CheckStats st = check_run(run, soak() ? 256 : 24, &reports);
+  report("large fallocate", st, reports);
 }
 
 // RENAME_EXCHANGE of a file and a directory across directories, rename over

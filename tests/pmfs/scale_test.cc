@@ -1,6 +1,7 @@
 // Sizes the format promises: 100,000 entries in one directory at O(1) per
 // operation, 65,000 hard links, 64 KiB xattr values, files with thousands
 // of extents.
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -132,6 +133,68 @@ TEST(ScaleTest, FragmentedFileTruncatesInBoundedTransactions) {
   ASSERT_TRUE(h.remount()) << h.why();
   EXPECT_EQ(h.getattr(f->ino)->blocks, 6u * 8);
   ASSERT_EQ(h.unlink(fs::kRootIno, "interleave"), 0);
+  h.close();
+  auto errors = h.fsck_errors();
+  EXPECT_TRUE(errors.empty()) << errors[0];
+}
+
+// A punch or zero range over more extents than one transaction holds goes
+// on in windows (each atomic) and still ends right; fewer go in one.
+TEST(ScaleTest, FragmentedPunchAndZeroRangeGoInWindows) {
+  MkfsOptions o = PmFsHarness::default_mkfs();
+  o.journal_blocks = 8;  // a 32 KiB journal: one transaction takes ~127 extents
+  PmFsHarness h(64 << 20, o);
+  auto f = h.create(fs::kRootIno, "frag");
+  auto g = h.create(fs::kRootIno, "interleave");
+  for (uint64_t k = 0; k < 1500; ++k) {
+    ASSERT_TRUE(h.write(f->ino, 2 * k * P, std::string(P, 'f')));
+    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
+  }
+  const uint64_t size = h.getattr(f->ino)->size;
+  // Zero range across 1,000 fragments, not block aligned at either end.
+  ASSERT_EQ(h.fallocate(f->ino, FALLOC_FL_ZERO_RANGE, 5, 2000 * P), 0);
+  EXPECT_EQ(*h.read(f->ino, 0, 6), std::string("fffff") + '\0');
+  EXPECT_EQ(*h.read(f->ino, 2000 * P + 4, 2), std::string(1, '\0') + "f");
+  EXPECT_EQ(*h.read(f->ino, 1234 * P, 3), std::string(3, '\0'));
+  // Punch the rest: only the first block keeps data.
+  ASSERT_EQ(h.fallocate(f->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, P, size), 0);
+  EXPECT_EQ(h.getattr(f->ino)->size, size);
+  EXPECT_EQ(h.getattr(f->ino)->blocks, 8u);
+  EXPECT_EQ(*h.read(f->ino, 2998 * P, 2), std::string(2, '\0'));
+  ASSERT_TRUE(h.remount()) << h.why();
+  EXPECT_EQ(h.getattr(f->ino)->blocks, 8u);
+  h.close();
+  auto errors = h.fsck_errors();
+  EXPECT_TRUE(errors.empty()) << errors[0];
+}
+
+// A truncate that removes many extents sets the size (and kInodeTrimPending)
+// in its first transaction and removes the rest in later ones. Crashed in
+// between, mount finishes it: growing the file again must show zeros, not
+// the old data still mapped past the end.
+TEST(ScaleTest, InterruptedTruncateIsFinishedByMount) {
+  MkfsOptions o = PmFsHarness::default_mkfs();
+  o.journal_blocks = 8;
+  PmFsHarness h(64 << 20, o);
+  auto f = h.create(fs::kRootIno, "frag");
+  auto g = h.create(fs::kRootIno, "interleave");
+  for (uint64_t k = 0; k < 1500; ++k) {
+    ASSERT_TRUE(h.write(f->ino, 2 * k * P, std::string(P, 'f')));
+    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
+  }
+  // Commit 1 (size + flag) and 2 (the first batch, durable but not applied)
+  // land; then the "crash": every later commit fails.
+  Options halt;
+  halt.test_halt_after_commits = 2;
+  ASSERT_TRUE(h.remount(halt)) << h.why();
+  EXPECT_FALSE(h.truncate(f->ino, 10 * P + 1));
+  ASSERT_TRUE(h.remount()) << h.why();
+  EXPECT_EQ(h.getattr(f->ino)->size, 10 * P + 1);
+  EXPECT_EQ(h.getattr(f->ino)->blocks, 6u * 8);  // blocks 0, 2, ..., 10
+  ASSERT_TRUE(h.truncate(f->ino, 3000 * P));
+  EXPECT_EQ(*h.read(f->ino, 20 * P, 4), std::string(4, '\0'));
+  EXPECT_EQ(*h.read(f->ino, 2998 * P, 4), std::string(4, '\0'));
+  EXPECT_EQ(*h.read(f->ino, 10 * P, 2), std::string("f") + '\0');
   h.close();
   auto errors = h.fsck_errors();
   EXPECT_TRUE(errors.empty()) << errors[0];
