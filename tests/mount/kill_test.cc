@@ -25,7 +25,10 @@ namespace {
 TEST(KillTest, ServerKilledMidRequestLeavesNoHang) {
   if (std::string why = FuseUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
   std::string err;
-  auto m = ZestMount::Start("memfs", {"-o", "delay_us=300000"}, &err);
+  // Replies wait 1 s: long enough that the read below is still in flight
+  // when the server dies even on a loaded 2-CPU machine (300 ms was not:
+  // the sleep before the kill can stretch past it).
+  auto m = ZestMount::Start("memfs", {"-o", "delay_us=1000000"}, &err);
   ASSERT_TRUE(m) << err;
   const std::string file = m->path() + "/f";
   {
@@ -36,13 +39,13 @@ TEST(KillTest, ServerKilledMidRequestLeavesNoHang) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY));
   ASSERT_TRUE(fd) << strerror(errno);
 
-  // The read waits ~300 ms for its (delayed) reply; kill the server first.
+  // The read waits 1 s for its (delayed) reply; kill the server first.
   auto reader = std::async(std::launch::async, [&] {
     char buf[16];
     ssize_t n = ::pread(fd.get(), buf, sizeof(buf), 0);
     return n < 0 ? -errno : static_cast<int>(n);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_EQ(::kill(m->pid(), SIGKILL), 0);
   ASSERT_EQ(reader.wait_for(std::chrono::seconds(10)), std::future_status::ready)
       << "the read is still blocked 10 s after the server died";
