@@ -134,20 +134,26 @@ TEST(Crash, RandomWorkloads) {
 // --- directed tests
 // -----------------------------------------------------------------
 
-// Writes of up to 1 MiB are atomic: crashed at every fence (and many subsets
-// of the data and records in flight), a file shows all of a write or none.
-TEST(Crash, LargeWriteIsAtomic) {
-  RecordedRun run("large write", 0, 8 << 20, small_mkfs(64));
-  auto& h = run.h();
+// Creates /big as the run's first operation; its inode, or 0.
+fs::Ino create_big(RecordedRun& run) {
   fs::Ino f = 0;
   run.op("create /big", [&] {
-    auto e = h.create(fs::kRootIno, "big");
+    auto e = run.h().create(fs::kRootIno, "big");
     if (e) {
       f = e->ino;
       run.forget(f);
     }
     return e ? std::string("ok") : errno_name(e.error().value);
   });
+  return f;
+}
+
+// Writes of up to 1 MiB are atomic: crashed at every fence (and many subsets
+// of the data and records in flight), a file shows all of a write or none.
+TEST(Crash, LargeWriteIsAtomic) {
+  RecordedRun run("large write", 0, 8 << 20, small_mkfs(64));
+  auto& h = run.h();
+  const fs::Ino f = create_big(run);
   ASSERT_NE(f, 0u);
   std::string data;
   struct W {
@@ -180,15 +186,7 @@ TEST(Crash, LargeWriteIsAtomic) {
 TEST(Crash, LargeFallocateIsAtomic) {
   RecordedRun run("large fallocate", 0, 24 << 20, small_mkfs(64));
   auto& h = run.h();
-  fs::Ino f = 0;
-  run.op("create /big", [&] {
-    auto e = h.create(fs::kRootIno, "big");
-    if (e) {
-      f = e->ino;
-      run.forget(f);
-    }
-    return e ? std::string("ok") : errno_name(e.error().value);
-  });
+  const fs::Ino f = create_big(run);
   ASSERT_NE(f, 0u);
   std::string data;
   uint64_t seed = 300;

@@ -113,17 +113,24 @@ TEST(ScaleTest, SixtyFourKibXattr) {
   EXPECT_TRUE(errors.empty()) << errors[0];
 }
 
+// Writes `n` blocks of 'f' to every other block of `ino`, alternating with
+// writes to a new file "interleave", so no two blocks of `ino` are adjacent
+// in the pool: `n` extents.
+void fragment(PmFsHarness& h, fs::Ino ino, uint64_t n) {
+  auto g = h.create(fs::kRootIno, "interleave");
+  ASSERT_TRUE(g);
+  for (uint64_t k = 0; k < n; ++k) {
+    ASSERT_TRUE(h.write(ino, 2 * k * P, std::string(P, 'f')));
+    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
+  }
+}
+
 TEST(ScaleTest, FragmentedFileTruncatesInBoundedTransactions) {
   MkfsOptions o = PmFsHarness::default_mkfs();
   o.journal_blocks = 8;  // a 32 KiB journal: ~600 extent records at most
   PmFsHarness h(64 << 20, o);
   auto f = h.create(fs::kRootIno, "frag");
-  auto g = h.create(fs::kRootIno, "interleave");
-  // Alternate writes to two files: no two blocks of one file are adjacent.
-  for (uint64_t k = 0; k < 3000; ++k) {
-    ASSERT_TRUE(h.write(f->ino, 2 * k * P, std::string(P, 'f')));
-    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
-  }
+  ASSERT_NO_FATAL_FAILURE(fragment(h, f->ino, 3000));
   EXPECT_EQ(h.getattr(f->ino)->blocks, 3000u * 8);
   // A 1 MiB overwrite across 128 fragments fits one transaction.
   ASSERT_TRUE(h.write(f->ino, 100 * P, std::string(1 << 20, 'F')));
@@ -145,11 +152,7 @@ TEST(ScaleTest, FragmentedPunchAndZeroRangeGoInWindows) {
   o.journal_blocks = 8;  // a 32 KiB journal: one transaction takes ~127 extents
   PmFsHarness h(64 << 20, o);
   auto f = h.create(fs::kRootIno, "frag");
-  auto g = h.create(fs::kRootIno, "interleave");
-  for (uint64_t k = 0; k < 1500; ++k) {
-    ASSERT_TRUE(h.write(f->ino, 2 * k * P, std::string(P, 'f')));
-    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
-  }
+  ASSERT_NO_FATAL_FAILURE(fragment(h, f->ino, 1500));
   const uint64_t size = h.getattr(f->ino)->size;
   // Zero range across 1,000 fragments, not block aligned at either end.
   ASSERT_EQ(h.fallocate(f->ino, FALLOC_FL_ZERO_RANGE, 5, 2000 * P), 0);
@@ -177,11 +180,7 @@ TEST(ScaleTest, InterruptedTruncateIsFinishedByMount) {
   o.journal_blocks = 8;
   PmFsHarness h(64 << 20, o);
   auto f = h.create(fs::kRootIno, "frag");
-  auto g = h.create(fs::kRootIno, "interleave");
-  for (uint64_t k = 0; k < 1500; ++k) {
-    ASSERT_TRUE(h.write(f->ino, 2 * k * P, std::string(P, 'f')));
-    ASSERT_TRUE(h.write(g->ino, k * P, std::string(P, 'g')));
-  }
+  ASSERT_NO_FATAL_FAILURE(fragment(h, f->ino, 1500));
   // Commit 1 (size + flag) and 2 (the first batch, durable but not applied)
   // land; then the "crash": every later commit fails.
   Options halt;
