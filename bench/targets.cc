@@ -55,6 +55,20 @@ Outcome<std::string> build_passthrough_ll(const TargetOptions& opts,
   return bin;
 }
 
+// Starts a FUSE server (argv) that mounts on `mnt`, logging to `log`, and
+// makes it the target's; false (with t.unavailable set) if it did not mount.
+bool serve(Target& t, const TargetOptions& opts, const std::vector<std::string>& argv,
+           const std::string& mnt, const std::string& log) {
+  auto fuse = FuseMount::start(argv, mnt, log, opts.mount_timeout);
+  if (!fuse) {
+    t.unavailable = fuse.error();
+    return false;
+  }
+  t.fuse.emplace(std::move(fuse.value()));
+  t.root = mnt;
+  return true;
+}
+
 void make_libfuse(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
   auto bin = build_passthrough_ll(opts, scratch);
   if (!bin) {
@@ -78,14 +92,7 @@ void make_libfuse(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
   std::string o = "cache=never,xattr,source=" + backing;
   if (!opts.libfuse_opts.empty()) o += "," + opts.libfuse_opts;
   std::vector<std::string> argv = {*bin, "-f", "-o", o, *mnt};
-  auto fuse = FuseMount::start(argv, *mnt, scratch.file("libfuse.log"),
-                               opts.mount_timeout);
-  if (!fuse) {
-    t.unavailable = fuse.error();
-    return;
-  }
-  t.fuse.emplace(std::move(fuse.value()));
-  t.root = *mnt;
+  if (!serve(t, opts, argv, *mnt, scratch.file("libfuse.log"))) return;
   t.description =
       fmt::format("libfuse passthrough_ll -f -o {} (backing: {})", o, what);
 }
@@ -120,14 +127,7 @@ void start_zest(Target& t, const TargetOptions& opts, ScratchDir& scratch,
   argv.insert(argv.end(), extra.begin(), extra.end());
   if (!source.empty()) argv.push_back(source);
   argv.push_back(*mnt);
-  auto fuse = FuseMount::start(argv, *mnt, scratch.file(t.id + ".log"),
-                               opts.mount_timeout);
-  if (!fuse) {
-    t.unavailable = fuse.error();
-    return;
-  }
-  t.fuse.emplace(std::move(fuse.value()));
-  t.root = *mnt;
+  if (!serve(t, opts, argv, *mnt, scratch.file(t.id + ".log"))) return;
   std::string cmd;
   for (size_t i = 1; i + 1 < argv.size(); ++i) {
     cmd += (argv[i] == source ? std::string(source_name) : argv[i]) + " ";
@@ -292,14 +292,7 @@ void make_libfuse_hp(Target& t, const TargetOptions& opts,
   // --nocache: entry and attribute timeouts of 0, as cache=never does for
   // passthrough_ll. It stays in the foreground by itself.
   std::vector<std::string> argv = {bin, "--nocache", backing, *mnt};
-  auto fuse = FuseMount::start(argv, *mnt, scratch.file("libfuse-hp.log"),
-                               opts.mount_timeout);
-  if (!fuse) {
-    t.unavailable = fuse.error();
-    return;
-  }
-  t.fuse.emplace(std::move(fuse.value()));
-  t.root = *mnt;
+  if (!serve(t, opts, argv, *mnt, scratch.file("libfuse-hp.log"))) return;
   t.description = fmt::format(
       "libfuse passthrough_hp --nocache SRC (compiled from {}; SRC: {})", src,
       what);
