@@ -50,6 +50,8 @@ constexpr size_t kMaxMessages = 10000;
 constexpr int kMaxRepairPasses = 8;
 // File block numbers whose byte offsets still fit in off_t.
 constexpr uint64_t kMaxFileBlocks = (uint64_t(1) << 63) / kBlockSize;
+// The largest size of any inode: st_size is an off_t.
+constexpr uint64_t kMaxFileSize = uint64_t(INT64_MAX);
 // Linux refuses longer symlink targets (PATH_MAX including the NUL).
 constexpr uint64_t kMaxSymlinkSize = 4095;
 constexpr uint64_t kMaxXattrRecord =
@@ -357,125 +359,183 @@ std::optional<Superblock> check_superblocks(View& view, bool repair,
 
 struct Record {
   uint64_t dest;
-  uint64_t data_off;  // pool offset of the record's bytes (in the journal)
+  uint64_t data_off;  // offset of the record's bytes in Transaction::records
   uint32_t len;
 };
 
-void check_journal(View& view, const Superblock& sb, bool repair,
-                   Reporter& rep) {
-  rep.progress("checking journal");
+// The transaction the journal holds, as recovery reads it.
+struct Transaction {
+  enum class State : uint8_t {
+    BadMagic,   // the header is not a journal header
+    None,       // empty, or never committed (commit != seq)
+    Torn,       // committed but fails its length or checksum: ignored
+    Malformed,  // checksum holds but the records do not parse: refused
+    Valid,
+  };
+  State state = State::None;
+  JournalHeader h{};
+  std::string problem;  // Torn, Malformed
+  std::vector<std::byte> records;
+  std::vector<Record> list;  // Valid
+
+  const std::byte* bytes_of(const Record& r) const {
+    return records.data() + r.data_off;
+  }
+};
+
+Transaction read_transaction(const View& view, const Superblock& sb) {
+  Transaction t;
   const uint64_t joff = journal_offset(sb);
   const uint64_t capacity =
       sb.journal_blocks * kBlockSize - sizeof(JournalHeader);
-  JournalHeader h = view.get<JournalHeader>(joff);
+  JournalHeader& h = t.h;
+  h = view.get<JournalHeader>(joff);
   if (h.magic != kJournalMagic) {
-    rep.error(fmt::format("journal (block {}): bad magic {:#x}",
-                          sb.journal_start, h.magic));
-    if (repair) {
-      JournalHeader empty{};
-      empty.magic = kJournalMagic;
-      view.write_pool(joff, &empty, sizeof(empty));
-      rep.repair(
-          "journal: header rewritten empty (any transaction in it is "
-          "discarded)");
-    }
-    return;
+    t.state = Transaction::State::BadMagic;
+    return t;
   }
   // seq 0 is the empty journal mkfs writes; commit != seq is a transaction
   // that never committed (recovery ignores it, and so does fsck).
-  if (h.seq == 0 || h.commit != h.seq) return;
-
+  if (h.seq == 0 || h.commit != h.seq) return t;
   // A header or records that do not add up are a transaction torn by a
   // crash while it was being written: it never committed, and recovery
   // ignores it. A transaction whose checksum holds but whose records are
   // malformed is damage.
-  auto torn = [&](const std::string& problem) {
-    rep.note(fmt::format(
-        "journal: transaction {} {}: torn by a crash while being written, "
-        "never committed; ignored",
-        h.seq, problem));
-  };
-  auto discard = [&](const std::string& problem) {
-    rep.error(fmt::format(
-        "journal: committed transaction {} {}; recovery refuses the pool",
-        h.seq, problem));
-    if (repair) {
-      view.write_pool(joff + offsetof(JournalHeader, commit),
-                      "\0\0\0\0\0\0\0\0", 8);
-      rep.repair(
-          fmt::format("journal: committed transaction {} discarded", h.seq));
-    }
-  };
   if (h.bytes > capacity || h.bytes % 8 != 0) {
-    torn(fmt::format("claims {} bytes of records (the journal holds {})",
-                     h.bytes, capacity));
-    return;
+    t.state = Transaction::State::Torn;
+    t.problem = fmt::format("claims {} bytes of records (the journal holds {})",
+                            h.bytes, capacity);
+    return t;
   }
   // Checksum over (seq, bytes), then the record bytes, chained.
-  std::vector<std::byte> records(static_cast<size_t>(h.bytes));
-  view.read(joff + sizeof(JournalHeader), records.data(), records.size());
+  t.records.resize(static_cast<size_t>(h.bytes));
+  view.read(joff + sizeof(JournalHeader), t.records.data(), t.records.size());
   const uint64_t covered[2] = {h.seq, h.bytes};
   uint32_t c = crc32c(covered, sizeof(covered));
-  c = crc32c(records.data(), records.size(), c);
+  c = crc32c(t.records.data(), t.records.size(), c);
   if (c != h.csum) {
-    torn("fails its checksum");
-    return;
+    t.state = Transaction::State::Torn;
+    t.problem = "fails its checksum";
+    return t;
   }
-  std::vector<Record> list;
+  t.state = Transaction::State::Malformed;
   uint64_t pos = 0;
   while (pos < h.bytes) {
     if (h.bytes - pos < sizeof(JournalRecord)) {
-      discard(fmt::format("has a truncated record header at byte {}", pos));
-      return;
+      t.problem = fmt::format("has a truncated record header at byte {}", pos);
+      return t;
     }
     JournalRecord r;
-    std::memcpy(&r, records.data() + pos, sizeof(r));
+    std::memcpy(&r, t.records.data() + pos, sizeof(r));
     uint64_t padded = (uint64_t(r.len) + 7) & ~uint64_t(7);
     if (r.len == 0 || padded > h.bytes - pos - sizeof(r)) {
-      discard(
-          fmt::format("has a record at byte {} of bad length {}", pos, r.len));
-      return;
+      t.problem =
+          fmt::format("has a record at byte {} of bad length {}", pos, r.len);
+      return t;
     }
     // Journaled bytes are metadata: inode table or data region, never the
     // superblocks or the journal itself.
     if (r.dest < sb.itable_start * kBlockSize || !view.fits(r.dest, r.len)) {
-      discard(fmt::format(
+      t.problem = fmt::format(
           "has a record for pool offset {:#x} (+{}) outside the inode table "
           "and data region",
-          r.dest, r.len));
-      return;
+          r.dest, r.len);
+      return t;
     }
-    list.push_back(
-        {r.dest, joff + sizeof(JournalHeader) + pos + sizeof(r), r.len});
+    t.list.push_back({r.dest, pos + sizeof(r), r.len});
     pos += sizeof(r) + padded;
   }
-  bool applied = true;
+  t.state = Transaction::State::Valid;
+  return t;
+}
+
+// Whether every record of a valid transaction is in place.
+bool applied(const View& view, const Transaction& t) {
   std::vector<std::byte> cur;
-  for (const Record& r : list) {
+  for (const Record& r : t.list) {
     cur.resize(r.len);
     view.read(r.dest, cur.data(), r.len);
-    const std::byte* want =
-        records.data() + (r.data_off - joff - sizeof(JournalHeader));
-    if (std::memcmp(cur.data(), want, r.len) != 0) applied = false;
+    if (std::memcmp(cur.data(), t.bytes_of(r), r.len) != 0) return false;
   }
-  if (applied) return;
+  return true;
+}
+
+// Ends a committed transaction: commit no longer equals seq, so recovery
+// takes the journal as empty (seq stays, so numbering goes on).
+void retire(View& view, const Superblock& sb) {
+  view.write_pool(journal_offset(sb) + offsetof(JournalHeader, commit),
+                  "\0\0\0\0\0\0\0\0", 8);
+}
+
+void check_journal(View& view, const Superblock& sb, bool repair,
+                   Reporter& rep) {
+  rep.progress("checking journal");
+  const Transaction t = read_transaction(view, sb);
+  const JournalHeader& h = t.h;
+  switch (t.state) {
+    case Transaction::State::BadMagic:
+      rep.error(fmt::format("journal (block {}): bad magic {:#x}",
+                            sb.journal_start, h.magic));
+      if (repair) {
+        JournalHeader empty{};
+        empty.magic = kJournalMagic;
+        view.write_pool(journal_offset(sb), &empty, sizeof(empty));
+        rep.repair(
+            "journal: header rewritten empty (any transaction in it is "
+            "discarded)");
+      }
+      return;
+    case Transaction::State::None:
+      return;
+    case Transaction::State::Torn:
+      rep.note(fmt::format(
+          "journal: transaction {} {}: torn by a crash while being written, "
+          "never committed; ignored",
+          h.seq, t.problem));
+      return;
+    case Transaction::State::Malformed:
+      rep.error(fmt::format(
+          "journal: committed transaction {} {}; recovery refuses the pool",
+          h.seq, t.problem));
+      if (repair) {
+        retire(view, sb);
+        rep.repair(
+            fmt::format("journal: committed transaction {} discarded", h.seq));
+      }
+      return;
+    case Transaction::State::Valid:
+      break;
+  }
+  if (applied(view, t)) return;
   // Normal after a crash: mount replays it. Checked as replayed.
   rep.note(fmt::format(
       "journal holds a committed transaction; replay needed (seq {}, {} "
       "records)",
-      h.seq, list.size()));
-  for (const Record& r : list) {
-    const std::byte* src =
-        records.data() + (r.data_off - joff - sizeof(JournalHeader));
+      h.seq, t.list.size()));
+  for (const Record& r : t.list) {
     if (repair) {
-      view.write_pool(r.dest, src, r.len);
+      view.write_pool(r.dest, t.bytes_of(r), r.len);
     } else {
-      view.write_private(r.dest, src, r.len);
+      view.write_private(r.dest, t.bytes_of(r), r.len);
     }
   }
   if (repair)
     rep.repair(
         fmt::format("journal: replayed committed transaction {}", h.seq));
+}
+
+// After the repair passes. The committed transaction was replayed before
+// them, so records that no longer match the pool hold bytes a repair has
+// rewritten since (an inode the last operation wrote, say): mount would
+// replay them and undo the repair, so the transaction is retired.
+void retire_stale_journal(View& view, const Superblock& sb, Reporter& rep) {
+  const Transaction t = read_transaction(view, sb);
+  if (t.state != Transaction::State::Valid || applied(view, t)) return;
+  retire(view, sb);
+  rep.repair(fmt::format(
+      "journal: committed transaction {} retired (already replayed; repairs "
+      "since rewrote bytes it holds, which replaying it again would undo)",
+      t.h.seq));
 }
 
 // --- one pass over the inodes and everything they point to -------------------
@@ -830,18 +890,38 @@ class Pass {
         return;
       }
     }
-    if (dtype != DT_REG && dtype != DT_LNK && dtype != DT_DIR &&
-        d.blocks != 0) {
-      rep_.error(fmt::format("inode {}: {} owns {} blocks", ino,
-                             type_name(dtype), d.blocks));
+    // `blocks` counts what the extents map; whatever has none owns none
+    // (a directory's chain blocks are not counted). Files with extents are
+    // counted when their chain is walked, also when they have no chain.
+    if (!has_extents(d) && d.blocks != 0) {
+      rep_.error(fmt::format("inode {}: {}{} owns {} blocks", ino,
+                             dtype == DT_LNK ? "inline " : "", type_name(dtype),
+                             d.blocks));
       patch_inode(
           ino, [](DiskInode& x) { x.blocks = 0; }, "blocks set to 0");
+      d.blocks = 0;
+    }
+    // Sizes are off_t. A regular file's is set from its extents when they
+    // are walked; symlinks were checked above.
+    if (dtype != DT_REG && dtype != DT_LNK && d.size > kMaxFileSize) {
+      rep_.error(fmt::format("inode {}: size {} exceeds the largest file ({})",
+                             ino, d.size, kMaxFileSize));
+      patch_inode(
+          ino, [](DiskInode& x) { x.size = 0; }, "size set to 0");
+      d.size = 0;
     }
     in.state = State::Live;
     in.dtype = dtype;
     in.nlink = d.nlink;
     in.parent = d.parent;
     live_.push_back({ino, d});
+  }
+
+  // Whether the inode's data is mapped by extents: regular files, and
+  // symlinks whose target does not fit inline.
+  static bool has_extents(const DiskInode& d) {
+    const uint32_t type = d.mode & S_IFMT;
+    return type == S_IFREG || (type == S_IFLNK && d.size > kInlineSymlinkMax);
   }
 
   static const char* type_name(uint8_t dtype) {
@@ -875,7 +955,8 @@ class Pass {
         rep_.progress(fmt::format("contents {}/{}", done, live_.size()));
       }
       if (info_[l.ino].state != State::Live) continue;
-      if (l.d.extent_head != 0) walk_extents(l);
+      // Also without a chain: `blocks` and the size are checked there.
+      if (has_extents(l.d)) walk_extents(l);
       if (info_[l.ino].state != State::Live) continue;
       if (l.d.dir_head != 0) walk_dir(l.ino, l.d.dir_head);
       if (l.d.xattr_block != 0) walk_xattrs(l.ino, l.d.xattr_block);
@@ -887,10 +968,12 @@ class Pass {
     uint64_t count;
     uint64_t off;
     size_t claim;
+    bool unwritten;
   };
 
   void walk_extents(const Live& l) {
     const uint64_t ino = l.ino;
+    const size_t first_claim = claims_.size();
     std::vector<FileExtent> extents;
     std::unordered_set<uint64_t> visited;
     uint64_t prev = 0;
@@ -964,9 +1047,20 @@ class Pass {
         reach = k;
       }
     }
+    if ((l.d.mode & S_IFMT) == S_IFLNK &&
+        !check_symlink_extents(l, extents, dropped)) {
+      // Freed: what it claimed must not cost another owner its blocks.
+      for (size_t c = first_claim; c < claims_.size(); ++c)
+        claims_[c].dropped = true;
+      return;
+    }
     uint64_t blocks = 0;
+    uint64_t data_end = 0;  // past the last written block
     for (size_t i = 0; i < extents.size(); ++i) {
-      if (!dropped[i]) blocks += extents[i].count;
+      if (dropped[i]) continue;
+      blocks += extents[i].count;
+      if (!extents[i].unwritten)
+        data_end = std::max(data_end, extents[i].file_block + extents[i].count);
     }
     if (blocks != l.d.blocks) {
       rep_.error(fmt::format("inode {}: blocks {} but its extents map {}", ino,
@@ -975,24 +1069,69 @@ class Pass {
           ino, [&](DiskInode& x) { x.blocks = blocks; },
           fmt::format("blocks set to {}", blocks));
     }
-    if ((l.d.mode & S_IFMT) == S_IFLNK) {
-      // A long target must be readable from the first block on.
-      uint64_t need = (l.d.size + kBlockSize - 1) / kBlockSize;
-      bool covered = false;
-      for (size_t i = 0; i < extents.size(); ++i) {
-        if (!dropped[i] && extents[i].file_block == 0 &&
-            extents[i].count >= need)
-          covered = true;
-      }
-      if (!covered) {
-        rep_.error(fmt::format(
-            "inode {}: symlink target of {} bytes is not mapped by one extent "
-            "from file block 0",
-            ino, l.d.size));
-        info_[ino].state = State::Bad;
-        free_inode(ino, "unreadable symlink");
-      }
+    if ((l.d.mode & S_IFMT) == S_IFREG && l.d.size > kMaxFileSize) {
+      // data_end <= kMaxFileBlocks, so this cannot wrap.
+      const uint64_t size = std::min(data_end * kBlockSize, kMaxFileSize);
+      rep_.error(fmt::format("inode {}: size {} exceeds the largest file ({})",
+                             ino, l.d.size, kMaxFileSize));
+      patch_inode(
+          ino, [&](DiskInode& x) { x.size = size; },
+          fmt::format("size set to {} (the end of its last written block)",
+                      size));
     }
+  }
+
+  // A long symlink's target (at most 4095 bytes) lives in one block: the
+  // file maps exactly one written block, at file block 0, as mount reads
+  // it. Other extents are dropped and a longer target extent is shortened;
+  // without a target block the symlink is freed (false).
+  bool check_symlink_extents(const Live& l, std::vector<FileExtent>& extents,
+                             std::vector<bool>& dropped) {
+    const uint64_t ino = l.ino;
+    size_t target = SIZE_MAX;
+    for (size_t i = 0; i < extents.size() && target == SIZE_MAX; ++i) {
+      if (!dropped[i] && extents[i].file_block == 0 && !extents[i].unwritten)
+        target = i;
+    }
+    if (target == SIZE_MAX) {
+      rep_.error(fmt::format(
+          "inode {}: symlink target of {} bytes is not mapped by a written "
+          "extent at file block 0",
+          ino, l.d.size));
+      info_[ino].state = State::Bad;
+      free_inode(ino, "unreadable symlink");
+      return false;
+    }
+    for (size_t i = 0; i < extents.size(); ++i) {
+      if (i == target || dropped[i]) continue;
+      const FileExtent& e = extents[i];
+      rep_.error(fmt::format(
+          "inode {}: symlink maps file blocks {}+{} besides its target block",
+          ino, e.file_block, e.count));
+      drop_extent(ino, e.off, e.file_block, e.count,
+                  "a symlink maps one block");
+      dropped[i] = true;
+      claims_[e.claim].dropped = true;
+    }
+    FileExtent& t = extents[target];
+    if (t.count != 1) {
+      rep_.error(
+          fmt::format("inode {}: symlink target extent maps {} blocks, not 1",
+                      ino, t.count));
+      if (repair_) {
+        auto x = view_.get<DiskExtent>(t.off);
+        x.count = 1;
+        x.csum = csum_of(x);
+        view_.write_pool(t.off, &x, sizeof(x));
+        rep_.repair(fmt::format(
+            "inode {}: symlink target extent shortened to 1 block (pool "
+            "blocks {}+{} freed)",
+            ino, x.pool_block + 1, t.count - 1));
+        claims_[t.claim].count = 1;
+      }
+      t.count = 1;
+    }
+    return true;
   }
 
   void drop_extent(uint64_t ino, uint64_t off, uint64_t file_block,
@@ -1035,7 +1174,8 @@ class Pass {
     }
     ++stats_->extents_checked;
     size_t c = claim(e.pool_block, e.count, ino, off, Kind::Data, e.file_block);
-    extents->push_back({e.file_block, e.count, off, c});
+    extents->push_back(
+        {e.file_block, e.count, off, c, (e.flags & kExtentUnwritten) != 0});
   }
 
   void walk_dir(uint64_t dir, uint64_t head) {
@@ -1188,6 +1328,7 @@ class Pass {
       auto e = view_.get<XattrEntry>(off);
       std::string problem;
       std::string name;
+      uint64_t need = e.nblocks;  // blocks the record fills
       if (e.block == 0) {
         if (all_zero(&e, sizeof(e))) continue;
         problem = "free entry is not clear";
@@ -1211,6 +1352,7 @@ class Pass {
           problem = fmt::format("record of {} bytes does not fit its {} blocks",
                                 len, e.nblocks);
         } else {
+          need = (len + kBlockSize - 1) / kBlockSize;
           record.resize(static_cast<size_t>(len));
           view_.read(e.block * kBlockSize, record.data(), record.size());
           std::memset(record.data(), 0,
@@ -1236,6 +1378,23 @@ class Pass {
               name.empty() ? "" : " (attribute " + quote(name) + " lost)"));
         }
         continue;
+      }
+      // A record takes exactly the blocks it fills (mount checks this):
+      // an intact record with a longer entry gets the entry shortened.
+      if (need != e.nblocks) {
+        rep_.error(fmt::format(
+            "inode {}: xattr table block {} entry {}: record {} fills {} "
+            "blocks but the entry says {}",
+            ino, table, i, quote(name), need, e.nblocks));
+        if (repair_) {
+          rep_.repair(fmt::format(
+              "inode {}: xattr entry {} set to the {} blocks of its record "
+              "(blocks {}+{} freed)",
+              ino, i, need, e.block + need, e.nblocks - need));
+          e.nblocks = static_cast<uint32_t>(need);
+          e.csum = csum_of(e);
+          view_.write_pool(off, &e, sizeof(e));
+        }
       }
       claim(e.block, e.nblocks, ino, off, Kind::XattrRecord);
     }
@@ -1482,8 +1641,20 @@ class Pass {
           named(ino))
         continue;
       t.orphan = true;
-      rep_.note(fmt::format(
-          "inode {}: orphan (in use, nlink 0); mount frees it", ino));
+      // rmdir only unlinks an empty directory: an orphan directory with
+      // entries is damage (mount refuses it), not a directory still open.
+      size_t kept = 0;
+      if (t.dtype == DT_DIR) {
+        for_each_entry_of(ino, [&](size_t i) { kept += entries_[i].kept; });
+      }
+      if (kept != 0) {
+        rep_.error(fmt::format(
+            "directory {}: nlink 0 and no name, but it holds {} entries", ino,
+            kept));
+      } else {
+        rep_.note(fmt::format(
+            "inode {}: orphan (in use, nlink 0); mount frees it", ino));
+      }
       free_inode(ino, "orphan");
       if (t.dtype != DT_DIR) continue;
       for_each_entry_of(ino, [&](size_t i) {
@@ -2022,6 +2193,7 @@ FsckReport run(View& view, const FsckOptions& options, bool repair) {
         Pass(view, *sb, true, rep, &report).run();
         if (rep.repairs_made() == before) break;
       }
+      retire_stale_journal(view, *sb, rep);
       rep.send_errors_to(&report.uncorrected);
       rep.progress("verifying");
       reset_stats(&report);

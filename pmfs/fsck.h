@@ -17,12 +17,16 @@
 // Repair policy (see fsck.cc for the details of each step):
 //   - a damaged superblock copy is rewritten from the valid one;
 //   - a committed journal transaction is replayed (as mount's recovery does);
+//     when later repairs rewrite bytes it holds, it is retired afterwards,
+//     so that mount does not replay it over them;
 //   - corrupt entries (extent, dirent, xattr) are cleared, corrupt chain
 //     blocks are cut off their chain, corrupt inodes are freed;
 //   - double-allocated blocks are dropped from the later owner (inode order,
 //     then chain order);
 //   - link counts, `blocks`, `parent` and dirent types are rewritten from
-//     what the directory tree says;
+//     what the directory tree and the extents say; a size past the largest
+//     file is cut to the end of the data; a long symlink keeps its one
+//     target block only; an xattr entry gets its record's block count;
 //   - orphans (in use, nlink 0) are freed (their blocks become free, since
 //     the allocator is rebuilt at every mount);
 //   - unreachable inodes are reconnected, as e2fsck does: the top of each
@@ -32,10 +36,11 @@
 //     lowest-numbered directory. When that is impossible (/lost+found is
 //     not a directory; no free inode or block) they are freed, as orphans
 //     are. Read-only, the report says what repair would do.
-// Every repair names what it changed and what data was lost. Repair runs in
-// passes until one changes nothing (a repair can expose another error, e.g.
-// freeing a directory drops links to its children), then a final read-only
-// pass decides the exit code.
+// A repaired pool is one mount (pmfs/mount.cc) accepts: fsck checks at least
+// everything mount checks. Every repair names what it changed and what data
+// was lost. Repair runs in passes until one changes nothing (a repair can
+// expose another error, e.g. freeing a directory drops links to its
+// children), then a final read-only pass decides the exit code.
 #pragma once
 
 #include <cstdint>

@@ -1,14 +1,17 @@
-// pmfs_fuzz_replay: runs the fsck or mount fuzz entry point without
+// pmfs_fuzz_replay: runs the fsck, mount or repair fuzz entry point without
 // libFuzzer, so any compiler can run it (ctest does, briefly).
-//   pmfs_fuzz_replay [--target fsck|mount] PATH...
+//   pmfs_fuzz_replay [--target fsck|mount|repair] PATH...
 //                                       each file, or each file in each
 //                                       directory, as one input
-//   pmfs_fuzz_replay [--target fsck|mount] --random N [--seed S] [--save DIR]
+//   pmfs_fuzz_replay [--target fsck|mount|repair] --random N [--seed S]
+//                    [--save DIR]
 //                                       N seeded random patch lists, biased
 //                                       towards the image's metadata; a
 //                                       failing input is written to DIR
 // --target fsck (the default) runs fsck_one (fuzz_common.h); --target mount
-// runs mount_one (mount_walk.h): pmfs::open and a walk of the FileSystem API.
+// runs mount_one (mount_walk.h): pmfs::open and a walk of the FileSystem API;
+// --target repair runs repair_one (mount_walk.h): fsck --repair until it
+// repairs nothing more, then a clean read-only fsck, pmfs::open and the walk.
 // Exit status 0 when every input gives a plausible answer. A crash or a hang
 // (one input running past --hang-s seconds, default 20) is a failure too: a
 // watchdog names the input and, with --save, writes it to DIR/crash-current
@@ -138,13 +141,14 @@ int main(int argc, char** argv) {
       save_dir = argv[++i];
     } else if (a == "--target" && i + 1 < argc &&
                (std::string(argv[i + 1]) == "fsck" ||
-                std::string(argv[i + 1]) == "mount")) {
+                std::string(argv[i + 1]) == "mount" ||
+                std::string(argv[i + 1]) == "repair")) {
       target = argv[++i];
     } else if (a == "--hang-s" && i + 1 < argc) {
       hang_s = unsigned(std::strtoul(argv[++i], nullptr, 10));
     } else if (a.starts_with("--")) {
       fmt::print(stderr,
-                 "usage: {} [--target fsck|mount] [--hang-s S] "
+                 "usage: {} [--target fsck|mount|repair] [--hang-s S] "
                  "[--random N [--seed S] [--save DIR]] [PATH...]\n",
                  argv[0]);
       return 2;
@@ -162,7 +166,9 @@ int main(int argc, char** argv) {
   }
 
   const bool mount = target == "mount";
-  if (mount) zest::set_log_level(zest::LogLevel::Error);  // sb rewrites warn
+  const bool repair = target == "repair";
+  // Superblock rewrites at mount warn.
+  if (mount || repair) zest::set_log_level(zest::LogLevel::Error);
   if (!save_dir.empty()) {
     std::snprintf(g_crash_path, sizeof g_crash_path, "%s/crash-current",
                   save_dir.c_str());
@@ -173,13 +179,21 @@ int main(int argc, char** argv) {
 
   uint64_t runs = 0, failures = 0, flagged = 0;
   uint64_t opened = 0, refused_clean = 0, operations = 0;
+  uint64_t repairs = 0, skipped = 0;
   auto one = [&](const std::vector<uint8_t>& input, const std::string& name) {
     ++runs;
     g_current.assign(input.begin(), input.end());
     std::snprintf(g_name, sizeof g_name, "%s", name.c_str());
     ::alarm(hang_s);
     std::string wrong;
-    if (mount) {
+    if (repair) {
+      sample::RepairStats st;
+      wrong = sample::repair_one(input, &st);
+      flagged += st.damaged;
+      skipped += st.skipped;
+      repairs += st.repairs;
+      operations += st.operations;
+    } else if (mount) {
       sample::MountWalkStats st;
       wrong = sample::mount_one(input, &st);
       opened += st.opened;
@@ -232,7 +246,12 @@ int main(int argc, char** argv) {
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
-  if (mount) {
+  if (repair) {
+    fmt::print(
+        "repair: {} inputs in {:.2f} s: {} flagged damage by fsck, {} repairs, "
+        "{} not repairable by design, {} walk operations, {} wrong answers\n",
+        runs, secs, flagged, repairs, skipped, operations, failures);
+  } else if (mount) {
     fmt::print(
         "mount: {} inputs in {:.2f} s: {} flagged damage by fsck, {} opened "
         "({} operations), {} clean pools refused, {} wrong answers\n",

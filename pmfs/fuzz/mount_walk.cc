@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -16,6 +17,7 @@
 
 #include "base/fd.h"
 #include "fs/filesystem.h"
+#include "pmfs/format.h"
 #include "pmfs/fsck.h"
 #include "pmfs/fuzz/sample_image.h"
 #include "pmfs/pmfs.h"
@@ -450,6 +452,89 @@ std::string mount_one(std::span<const uint8_t> input, MountWalkStats* stats) {
           "(exit {}, {} errors; first: {})",
           r.exit_code(), r.errors.size(), first);
     }
+  }
+  return {};
+}
+
+namespace {
+
+// Whether fsck can repair the image at all: it needs one valid superblock
+// copy, and repairs nothing when that copy has unknown read-only-compatible
+// features (their structures are not checked).
+bool repairable(std::span<const std::byte> image) {
+  if (image.size() < 2 * kBlockSize) return false;
+  for (int k = 0; k < 2; ++k) {
+    Superblock sb;
+    std::memcpy(&sb, image.data() + k * kBlockSize, sizeof(sb));
+    std::string why;
+    if (superblock_valid(sb, image.size(), &why))
+      return sb.features_ro_compat == 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string repair_one(std::span<const uint8_t> input, RepairStats* stats) {
+  // fsck --repair runs before the pool must have settled: each run repairs
+  // in passes until one changes nothing, so a second run normally finds
+  // nothing; a few more allow for repairs that expose others.
+  constexpr int kMaxRepairRuns = 6;
+  RepairStats scratch;
+  if (!stats) stats = &scratch;
+  *stats = {};
+  PoolFile& pf = pool_file();
+  if (!pf.fd) return "memfd_create failed";
+  std::vector<std::byte> image(standard_image().image());
+  apply_patches(image, input);
+  if (!repairable(image)) {
+    stats->skipped = true;
+    return {};
+  }
+  if (!write_all(pf.fd.get(), image)) return "cannot write the pool memfd";
+
+  auto first_error = [](const FsckReport& r) {
+    const auto& list = r.uncorrected.empty() ? r.errors : r.uncorrected;
+    return list.empty() ? std::string("(no error text)") : list.front();
+  };
+  FsckOptions repair;
+  repair.repair = true;
+  std::string why;
+  bool settled = false;
+  while (!settled && stats->runs < kMaxRepairRuns) {
+    auto r = fsck(pf.path, repair, &why);
+    if (!r) return "fsck --repair could not run: " + why;
+    if (++stats->runs == 1) stats->damaged = !r->errors.empty();
+    if (r->exit_code() == 8)
+      return "fsck --repair: operational error on a pool with a valid "
+             "superblock";
+    stats->repairs += r->repairs.size();
+    settled = r->repairs.empty();
+  }
+  if (!settled)
+    return fmt::format("fsck --repair still repairs after {} runs",
+                       stats->runs);
+  auto check = fsck(pf.path, {}, &why);
+  if (!check) return "fsck could not run: " + why;
+  if (check->exit_code() != 0) {
+    return fmt::format("a repaired pool is not clean (exit {}): {}",
+                       check->exit_code(), first_error(*check));
+  }
+  {
+    auto opened = pmfs::open(pf.path, Options{}, &why);
+    if (!opened) return "mount refuses a pool fsck --repair left clean: " + why;
+    Walker walker(**opened);
+    std::string wrong = walker.run();
+    stats->operations = walker.operations();
+    if (!wrong.empty()) return wrong;
+  }  // unmapped, lock dropped
+  auto after = fsck(pf.path, {}, &why);
+  if (!after) return "fsck could not run: " + why;
+  if (after->exit_code() != 0) {
+    return fmt::format(
+        "a repaired pool is not clean after mount, walk and unmount (exit {}): "
+        "{}",
+        after->exit_code(), first_error(*after));
   }
   return {};
 }

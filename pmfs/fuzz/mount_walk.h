@@ -39,4 +39,20 @@ struct MountWalkStats {
 std::string mount_one(std::span<const uint8_t> input,
                       MountWalkStats* stats = nullptr);
 
+// The repair side: patch the standard image, run fsck --repair on it until
+// it repairs nothing more, then a read-only fsck must call it clean,
+// pmfs::open must accept it, the walk above must find nothing wrong, and
+// the pool must still be clean after the mount and the walk. Inputs fsck
+// cannot repair by design (no valid superblock copy; unknown
+// read-only-compatible features, which disable repair) are skipped.
+struct RepairStats {
+  bool damaged = false;     // the first repair run found errors
+  bool skipped = false;     // not repairable by design (see above)
+  uint64_t repairs = 0;     // repairs made, all runs
+  int runs = 0;             // fsck --repair runs until one repaired nothing
+  uint64_t operations = 0;  // FileSystem calls made by the walk
+};
+std::string repair_one(std::span<const uint8_t> input,
+                       RepairStats* stats = nullptr);
+
 }  // namespace zest::pmfs::sample

@@ -193,6 +193,12 @@ class FsckTest : public ::testing::Test {
     EXPECT_EQ(again.exit_code(), 0) << dump(again);
   }
 
+  // The pool at path_ (after a repair) mounts.
+  void expect_mounts() {
+    Mounted m(path_);
+    EXPECT_TRUE(m.ok()) << m.why();
+  }
+
   uint64_t ioff(uint64_t ino) { return b_->inode_off(ino); }
   template <class F>
   void edit_inode(uint64_t ino, F&& f) {
@@ -609,6 +615,166 @@ TEST_F(FsckTest, FreeSlotNotClear) {
   uint32_t junk = 0x1234;
   b().write(slot + offsetof(DiskInode, mode), &junk, sizeof(junk));
   expect_repairable("inode 200: free slot is not clear");
+}
+
+// --- what mount refuses: repair must leave a pool that mounts --------------
+// Each of these was a pool fsck --repair called clean and mount refused
+// (found by repair_mount_test.cc).
+
+TEST_F(FsckTest, ExtentHeadOutsideTheDataRegionResetsBlocks) {
+  edit_inode(f_, [](DiskInode& d) { d.extent_head = 3; });  // the journal
+  expect_repairable("extent_head 3 points outside the data region");
+  load(path_);
+  EXPECT_EQ(b().inode(f_).blocks, 0u);
+  expect_mounts();
+}
+
+TEST_F(FsckTest, ExtentChainHeadDroppedAsSharedResetsBlocks) {
+  // f's first extent maps g's extent chain block (g is the later owner):
+  // g's chain is cut at its head by the ownership check, after its blocks
+  // were counted; the next pass, with no chain left, counts them again.
+  ASSERT_LT(f_, g_);
+  const uint64_t head = b().inode(g_).extent_head;
+  const uint64_t off = b().extent_offset(f_, 0);
+  auto e = b().get<DiskExtent>(off);
+  e.pool_block = head;
+  sample::seal_extent(&e);
+  b().write(off, &e, sizeof(e));
+  expect_repairable("are claimed twice");
+  load(path_);
+  EXPECT_EQ(b().inode(g_).extent_head, 0u);
+  EXPECT_EQ(b().inode(g_).blocks, 0u);
+  expect_mounts();
+}
+
+TEST_F(FsckTest, DirectoryOwnsNoBlocks) {
+  edit_inode(d_, [](DiskInode& d) { d.blocks = 3; });
+  expect_repairable(fmt::format("inode {}: directory owns 3 blocks", d_));
+  expect_mounts();
+}
+
+TEST_F(FsckTest, InlineSymlinkOwnsNoBlocks) {
+  edit_inode(s_, [](DiskInode& d) { d.blocks = 1; });
+  expect_repairable(fmt::format("inode {}: inline symlink owns 1 blocks", s_));
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.readlink(s_), "d/g");
+}
+
+TEST_F(FsckTest, FileSizeBeyondTheLargestFile) {
+  const std::string before = file_bytes(f_);
+  edit_inode(f_, [](DiskInode& d) { d.size = uint64_t(1) << 63; });
+  edit_inode(p_, [](DiskInode& d) { d.size = ~uint64_t(0); });
+  FsckReport r = check();
+  EXPECT_TRUE(mentions(
+      r.errors, fmt::format("inode {}: size 9223372036854775808 exceeds", f_)))
+      << dump(r);
+  expect_repairable(
+      fmt::format("inode {}: size 18446744073709551615 exceeds", p_));
+  load(path_);
+  EXPECT_EQ(b().inode(f_).size, 4 * kBlockSize);  // the end of its data
+  EXPECT_EQ(b().inode(p_).size, 0u);
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  const std::string now = m.read(f_);
+  ASSERT_EQ(now.size(), 4 * kBlockSize);
+  EXPECT_TRUE(now.compare(0, before.size(), before) == 0);  // the data is kept
+}
+
+// A long symlink built by hand: `count` blocks at file block 0.
+uint64_t long_symlink(ImageBuilder& b, std::string_view name,
+                      const std::string& target, uint32_t count,
+                      uint32_t flags = kExtentValid) {
+  const uint64_t ino = b.new_inode(S_IFLNK | 0777);
+  const uint64_t pb = b.alloc(count);
+  b.write(pb * kBlockSize, target.data(), target.size());
+  b.add_extent(ino, 0, pb, count, flags);
+  DiskInode d = b.inode(ino);
+  d.nlink = 1;
+  d.size = target.size();
+  b.put_inode(ino, d);
+  b.add_dirent(kRootIno, name, ino, DT_LNK);
+  return ino;
+}
+
+TEST_F(FsckTest, LongSymlinkMapsOneBlock) {
+  const std::string target(300, 't');
+  const uint64_t l = long_symlink(b(), "long", target, 1);
+  b().add_extent(l, 7, b().alloc(2), 2);
+  expect_repairable(fmt::format(
+      "inode {}: symlink maps file blocks 7+2 besides its target block", l));
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.readlink(l), target);
+}
+
+TEST_F(FsckTest, LongSymlinkTargetExtentIsShortened) {
+  const std::string target(3000, 'u');
+  const uint64_t l = long_symlink(b(), "long", target, 3);
+  expect_repairable(
+      fmt::format("inode {}: symlink target extent maps 3 blocks, not 1", l));
+  load(path_);
+  EXPECT_EQ(b().inode(l).blocks, 1u);
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.readlink(l), target);
+}
+
+TEST_F(FsckTest, LongSymlinkUnwrittenIsFreed) {
+  const uint64_t l = long_symlink(b(), "long", std::string(500, 'w'), 1,
+                                  kExtentValid | kExtentUnwritten);
+  expect_repairable(fmt::format(
+      "inode {}: symlink target of 500 bytes is not mapped by a written extent",
+      l));
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_FALSE(m.lookup(kRootIno, "long").ok());
+}
+
+TEST_F(FsckTest, XattrEntryLongerThanItsRecord) {
+  b().set_xattr(g_, "user.short", "v");
+  b().alloc(2);  // the two blocks after the record: nobody else's
+  const uint64_t off = b().xattr_entry_offset(g_, 0);
+  auto e = b().get<XattrEntry>(off);
+  e.nblocks = 3;
+  sample::seal_xattr_entry(&e);
+  b().write(off, &e, sizeof(e));
+  expect_repairable(
+      fmt::format("record 'user.short' fills 1 blocks but the entry says 3"));
+  load(path_);
+  EXPECT_EQ(b().get<XattrEntry>(off).nblocks, 1u);
+  Mounted m(path_);
+  ASSERT_TRUE(m.ok()) << m.why();
+  EXPECT_EQ(m.getxattr(g_, "user.short"), "v");
+}
+
+// A repair of bytes the journal's last transaction also holds: mount would
+// replay the transaction over the repair, so repair retires it.
+TEST_F(FsckTest, RepairIsNotUndoneByTheJournal) {
+  edit_inode(f_, [](DiskInode& d) { d.nlink = 5; });
+  const DiskInode d = b().inode(f_);
+  std::vector<std::byte> bytes(sizeof(d));
+  std::memcpy(bytes.data(), &d, sizeof(d));
+  b().journal_commit({{ioff(f_), bytes}}, true);
+  expect_repairable(
+      fmt::format("inode {}: nlink 5 but 1 directory entries", f_));
+  FsckReport again = run_on_file(false);
+  EXPECT_TRUE(again.notes.empty()) << dump(again);  // nothing left to replay
+  expect_mounts();
+  load(path_);
+  EXPECT_EQ(b().inode(f_).nlink, 1u);
+}
+
+TEST_F(FsckTest, OrphanDirectoryWithEntriesIsAnError) {
+  // An unnamed directory with nlink 0 is an orphan only when empty.
+  const uint64_t x = b().mkdir(kRootIno, "x");
+  b().link(x, "h", f_);
+  drop_entry(kRootIno, "x");
+  edit_inode(x, [](DiskInode& d) { d.nlink = 0; });
+  edit_inode(kRootIno, [](DiskInode& d) { d.nlink -= 1; });
+  expect_repairable(fmt::format(
+      "directory {}: nlink 0 and no name, but it holds 1 entries", x));
+  expect_mounts();
 }
 
 // --- unreachable inodes: reconnected under /lost+found ---------------------
