@@ -7,9 +7,12 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <span>
 #include <string_view>
 
 #include "base/result.h"
+#include "fs/reply.h"
 #include "fs/types.h"
 
 namespace zest::fs {
@@ -46,5 +49,29 @@ inline int xattr_permission(const Context& ctx, uint32_t mode, XattrNs ns, bool 
 
 // listxattr hides trusted.* names from callers without CAP_SYS_ADMIN.
 inline bool xattr_is_trusted(std::string_view name) { return name.starts_with("trusted."); }
+
+// Answers listxattr from a map keyed by name (values unused): the names,
+// NUL-terminated, without trusted.* unless the caller is privileged (as
+// tmpfs); size 0 asks for the length, a smaller buffer is ERANGE.
+template <class Map>
+void reply_xattr_list(const Map& xattrs, const Context& ctx, uint32_t size, XattrReply& r) {
+  const bool show_trusted = ctx.uid == 0;
+  size_t total = 0;
+  for (const auto& [name, v] : xattrs) {
+    if (show_trusted || !xattr_is_trusted(name)) total += name.size() + 1;
+  }
+  if (size == 0) return r.ok_size(total);
+  if (size < total) return r.error(ERANGE);
+  if (total == 0) return r.ok(std::span<const std::byte>());
+  std::span<std::byte> buf = r.buffer(total);
+  size_t pos = 0;
+  for (const auto& [name, v] : xattrs) {
+    if (!show_trusted && xattr_is_trusted(name)) continue;
+    std::memcpy(buf.data() + pos, name.data(), name.size());
+    pos += name.size();
+    buf[pos++] = std::byte{0};
+  }
+  r.ok(std::span<const std::byte>(buf.data(), total));
+}
 
 }  // namespace zest::fs

@@ -19,7 +19,6 @@ using fs::kXattrSizeMax;
 int xattr_permission(const fs::Context& ctx, const Inode& i, XattrNs ns, bool write) {
   return fs::xattr_permission(ctx, i.mode, ns, write);
 }
-bool is_trusted(std::string_view name) { return fs::xattr_is_trusted(name); }
 
 }  // namespace
 
@@ -162,24 +161,7 @@ void MemFs::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size,
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   std::shared_lock lock(i->mu);
-  // trusted.* names are listed only to a privileged caller, as tmpfs does.
-  const bool show_trusted = ctx.uid == 0;
-  size_t total = 0;
-  for (const auto& [name, value] : i->xattrs) {
-    if (show_trusted || !is_trusted(name)) total += name.size() + 1;
-  }
-  if (size == 0) return r.ok_size(total);
-  if (size < total) return r.error(ERANGE);
-  if (total == 0) return r.ok(std::span<const std::byte>());
-  std::span<std::byte> buf = r.buffer(total);
-  size_t pos = 0;
-  for (const auto& [name, value] : i->xattrs) {
-    if (!show_trusted && is_trusted(name)) continue;
-    std::memcpy(buf.data() + pos, name.data(), name.size());
-    pos += name.size();
-    buf[pos++] = std::byte{0};
-  }
-  r.ok(std::span<const std::byte>(buf.data(), total));
+  fs::reply_xattr_list(i->xattrs, ctx, size, r);
 }
 
 void MemFs::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,

@@ -23,7 +23,6 @@ using fs::xattr_namespace;
 int xattr_permission(const fs::Context& ctx, const Inode& i, XattrNs ns, bool write) {
   return fs::xattr_permission(ctx, i.type, ns, write);
 }
-bool is_trusted(std::string_view name) { return fs::xattr_is_trusted(name); }
 
 void set_ts(int64_t* sec, uint32_t* nsec, const timespec& t) {
   *sec = t.tv_sec;
@@ -216,23 +215,7 @@ void PmFsImpl::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size, fs:
   if (!i) return r.error(ENOENT);
   std::shared_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
-  const bool show_trusted = ctx.uid == 0;
-  size_t total = 0;
-  for (const auto& [name, x] : i->xattrs) {
-    if (show_trusted || !is_trusted(name)) total += name.size() + 1;
-  }
-  if (size == 0) return r.ok_size(total);
-  if (size < total) return r.error(ERANGE);
-  if (total == 0) return r.ok(std::span<const std::byte>());
-  std::span<std::byte> buf = r.buffer(total);
-  size_t pos = 0;
-  for (const auto& [name, x] : i->xattrs) {
-    if (!show_trusted && is_trusted(name)) continue;
-    std::memcpy(buf.data() + pos, name.data(), name.size());
-    pos += name.size();
-    buf[pos++] = std::byte{0};
-  }
-  r.ok(std::span<const std::byte>(buf.data(), total));
+  fs::reply_xattr_list(i->xattrs, ctx, size, r);
 }
 
 void PmFsImpl::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,

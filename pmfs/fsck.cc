@@ -971,6 +971,24 @@ class Pass {
     bool unwritten;
   };
 
+  // What is wrong with chain block `b` of `owner` (empty: nothing), reading
+  // its header into *h: outside the data region, seen before (a cycle),
+  // bad magic or checksum, or another inode's.
+  template <class Header>
+  std::string chain_block_problem(uint64_t b, uint32_t magic, uint64_t owner,
+                                  std::unordered_set<uint64_t>& visited,
+                                  Header* h) {
+    if (!in_data(b)) {
+      return fmt::format("points outside the data region ({})", outside(b, 1));
+    }
+    if (!visited.insert(b).second) return "loops back (cycle)";
+    *h = view_.get<Header>(b * kBlockSize);
+    if (h->magic != magic) return fmt::format("has bad magic {:#x}", h->magic);
+    if (h->csum != csum_of(*h)) return "has a bad header checksum";
+    if (h->ino != owner) return fmt::format("belongs to inode {}", h->ino);
+    return {};
+  }
+
   void walk_extents(const Live& l) {
     const uint64_t ino = l.ino;
     const size_t first_claim = claims_.size();
@@ -978,23 +996,9 @@ class Pass {
     std::unordered_set<uint64_t> visited;
     uint64_t prev = 0;
     for (uint64_t b = l.d.extent_head; b != 0;) {
-      std::string problem;
       ExtentBlockHeader h{};
-      if (!in_data(b)) {
-        problem =
-            fmt::format("points outside the data region ({})", outside(b, 1));
-      } else if (!visited.insert(b).second) {
-        problem = "loops back (cycle)";
-      } else {
-        h = view_.get<ExtentBlockHeader>(b * kBlockSize);
-        if (h.magic != kExtentBlockMagic) {
-          problem = fmt::format("has bad magic {:#x}", h.magic);
-        } else if (h.csum != csum_of(h)) {
-          problem = "has a bad header checksum";
-        } else if (h.ino != ino) {
-          problem = fmt::format("belongs to inode {}", h.ino);
-        }
-      }
+      const std::string problem =
+          chain_block_problem(b, kExtentBlockMagic, ino, visited, &h);
       if (!problem.empty()) {
         rep_.error(
             fmt::format("inode {}: extent chain block {} {}", ino, b, problem));
@@ -1184,23 +1188,9 @@ class Pass {
         names;  // name -> DirentHeader offset
     uint64_t prev = 0;
     for (uint64_t b = head; b != 0;) {
-      std::string problem;
       DirBlockHeader h{};
-      if (!in_data(b)) {
-        problem =
-            fmt::format("points outside the data region ({})", outside(b, 1));
-      } else if (!visited.insert(b).second) {
-        problem = "loops back (cycle)";
-      } else {
-        h = view_.get<DirBlockHeader>(b * kBlockSize);
-        if (h.magic != kDirBlockMagic) {
-          problem = fmt::format("has bad magic {:#x}", h.magic);
-        } else if (h.csum != csum_of(h)) {
-          problem = "has a bad header checksum";
-        } else if (h.ino != dir) {
-          problem = fmt::format("belongs to inode {}", h.ino);
-        }
-      }
+      const std::string problem =
+          chain_block_problem(b, kDirBlockMagic, dir, visited, &h);
       if (!problem.empty()) {
         rep_.error(fmt::format("directory {}: directory chain block {} {}", dir,
                                b, problem));
