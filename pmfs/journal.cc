@@ -30,13 +30,13 @@ void Transaction::put(uint64_t dest, const void* src, size_t len) {
   JournalRecord r{};
   r.dest = dest;
   r.len = static_cast<uint32_t>(len);
-  const size_t at = buf_.size();
-  buf_.resize(at + sizeof(r) + padded(len));
-  std::memcpy(buf_.data() + at, &r, sizeof(r));
-  std::memcpy(buf_.data() + at + sizeof(r), src, len);
-  if (padded(len) != len) {
-    std::memset(buf_.data() + at + sizeof(r) + len, 0, padded(len) - len);
-  }
+  // Appended, not resized and overwritten: a journaled 4 KiB overwrite
+  // would otherwise zero its bytes first.
+  const auto* rb = reinterpret_cast<const std::byte*>(&r);
+  const auto* sb = static_cast<const std::byte*>(src);
+  buf_.insert(buf_.end(), rb, rb + sizeof(r));
+  buf_.insert(buf_.end(), sb, sb + len);
+  buf_.insert(buf_.end(), padded(len) - len, std::byte{0});
   ++records_;
 }
 
