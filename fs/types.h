@@ -48,7 +48,12 @@ struct Entry {
 
 // How the kernel moves the data of one open file.
 enum class IoMode : uint8_t {
-  Direct,       // every read/write reaches the file system; no page cache
+  // The file system's copy is the only one: every write reaches the file
+  // system before it returns and nothing is cached across opens. O_DIRECT
+  // opens bypass the page cache; buffered opens use it written through,
+  // since only the page cache keeps pwrite coherent with shared mappings
+  // (docs/architecture.md, "I/O modes and coherence").
+  Direct,
   Cached,       // kernel page cache; only misses and write-back reach us
   Passthrough,  // the kernel reads/writes a backing file itself
 };
@@ -58,7 +63,7 @@ struct OpenInfo {
   IoMode mode = IoMode::Direct;
   bool keep_cache = false;   // Cached: do not drop the page cache on open
   bool nonseekable = false;
-  bool parallel_direct_writes = true;  // Direct: no inode lock in the kernel
+  bool parallel_direct_writes = true;  // O_DIRECT opens: no inode lock
   int backing_fd = -1;  // Passthrough: the file the kernel should use
 };
 
@@ -103,6 +108,12 @@ struct StatFs {
 struct Capabilities {
   bool writeback_cache = false;  // Cached files may use the writeback cache
   bool export_support = true;    // lookup of "." and ".." is answered
+  // The file system clears S_ISUID (and S_ISGID when group-executable) on
+  // writes and truncates that ask for it (the write flag and
+  // SetAttr::kKillSuidGid) and on chown of a non-directory. The kernel then
+  // stops asking for security.capability before every buffered write
+  // (FUSE_HANDLE_KILLPRIV_V2 sets SB_NOSEC): one round trip less per write.
+  bool kills_suid = false;
   uint32_t max_write = 1u << 20;
   // Reads answered with DataReply::ok_fd may be spliced from the file to
   // /dev/fuse (FUSE_SPLICE_WRITE) when at least `splice_min` bytes long;

@@ -60,6 +60,7 @@ fs::Capabilities MemFs::capabilities() const {
   fs::Capabilities c;
   c.writeback_cache = opts_.writeback_cache;
   c.export_support = true;
+  c.kills_suid = true;  // write flag, kKillSuidGid, chown (attr_ops.cc)
   return c;
 }
 

@@ -102,6 +102,7 @@ fs::Capabilities PmFsImpl::capabilities() const {
   fs::Capabilities c;
   c.writeback_cache = false;
   c.export_support = true;
+  c.kills_suid = true;  // write flag, kKillSuidGid, chown (attr_ops.cc)
   c.max_write = kMaxIoChunk;
   return c;
 }

@@ -44,10 +44,17 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
                   abi::FUSE_BIG_WRITES | abi::FUSE_DO_READDIRPLUS |
                   abi::FUSE_READDIRPLUS_AUTO | abi::FUSE_PARALLEL_DIROPS |
                   abi::FUSE_MAX_PAGES | abi::FUSE_CACHE_SYMLINKS |
-                  abi::FUSE_AUTO_INVAL_DATA | abi::FUSE_INIT_EXT |
-                  abi::FUSE_DIRECT_IO_ALLOW_MMAP;
+                  abi::FUSE_AUTO_INVAL_DATA | abi::FUSE_INIT_EXT;
   if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
+  if (caps.kills_suid) want |= abi::FUSE_HANDLE_KILLPRIV_V2;
   if (caps.writeback_cache) want |= abi::FUSE_WRITEBACK_CACHE;
+  // Shared mappings of FOPEN_DIRECT_IO files are incoherent with direct
+  // writes (encode_open). Normally such files are only the ones opened with
+  // O_DIRECT, whose owners accept that rule (open(2)). When every open of a
+  // Direct file is one (-o direct_io, or the writeback cache), shared
+  // mappings of them are refused (ENODEV) instead.
+  const bool always_direct = opts_.direct_io || caps.writeback_cache;
+  if (!always_direct) want |= abi::FUSE_DIRECT_IO_ALLOW_MMAP;
   // The ring only when asked for: once agreed, the kernel holds every
   // request until our ring entries are registered.
   if (opts_.transport != Transport::kDev) want |= abi::FUSE_OVER_IO_URING;
@@ -86,6 +93,7 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
   // are copied into the entry there.
   neg_.splice = (agreed & abi::FUSE_SPLICE_WRITE) != 0 && !neg_.uring;
   neg_.splice_min = caps.splice_min;
+  neg_.always_direct = always_direct;
 
   fs_.init(&refs_);
   size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);
@@ -225,6 +233,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_OPEN: {
       abi::fuse_open_in in;
       if (!a.read(&in)) return malformed(s, "OPEN args");
+      s->open_flags = in.flags;
       return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
     }
     case abi::FUSE_READ: {
@@ -323,11 +332,13 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_create_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "CREATE args");
+      s->open_flags = in.flags;
       return fs_.create(ctx, ino, name, in.mode, in.flags, fs::CreateReply(sink, s));
     }
     case abi::FUSE_TMPFILE: {
       abi::fuse_create_in in;
       if (!a.read(&in)) return malformed(s, "TMPFILE args");
+      s->open_flags = in.flags;
       return fs_.tmpfile(ctx, ino, in.mode, in.flags, fs::CreateReply(sink, s));
     }
     case abi::FUSE_INTERRUPT:

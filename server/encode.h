@@ -1,6 +1,8 @@
 // Conversions between the plugin API's value types and the wire structs.
 #pragma once
 
+#include <fcntl.h>
+
 #include <cmath>
 
 #include "abi/fuse_abi.h"
@@ -48,17 +50,46 @@ inline void encode_entry(const fs::Entry& e, abi::fuse_entry_out* out) {
   encode_attr(e.attr, &out->attr);
 }
 
+// The kernel I/O mode for a file the file system serves itself (Direct, or
+// Passthrough without a backing id), chosen so that the file stays coherent
+// (docs/architecture.md, "I/O modes and coherence"):
+//  - opened with O_DIRECT: FOPEN_DIRECT_IO, every read and write reaches the
+//    file system, as the program asked;
+//  - otherwise: the page cache, written through (the writeback cache is not
+//    agreed), and dropped at every open (no FOPEN_KEEP_CACHE). A buffered
+//    open must not be FOPEN_DIRECT_IO: the kernel (fs/fuse/file.c,
+//    fuse_direct_io) flushes and invalidates the written range before a
+//    direct write but not after it, so a page a shared mapping faults back
+//    in meanwhile still holds the old bytes, and its writeback later lands
+//    over the direct write. Through the page cache, pwrite and the mapping
+//    change the same page, and each write still reaches the file system
+//    before it returns.
+//  - always_direct (-o direct_io, or the writeback cache agreed, when the
+//    page cache would not write through): every open is FOPEN_DIRECT_IO,
+//    and the server did not agree FUSE_DIRECT_IO_ALLOW_MMAP, so shared
+//    mappings are refused rather than incoherent.
+inline uint32_t direct_open_flags(const fs::OpenInfo& o, uint32_t open_flags,
+                                  bool always_direct) {
+  if ((open_flags & O_DIRECT) || always_direct) {
+    uint32_t f = abi::FOPEN_DIRECT_IO;
+    if (o.parallel_direct_writes) f |= abi::FOPEN_PARALLEL_DIRECT_WRITES;
+    return f;
+  }
+  return 0;
+}
+
 // backing_id: for a Passthrough open, the id the server registered (0 when
-// it could not: the open then falls back to direct I/O).
+// it could not: the open then falls back to what Direct does). open_flags:
+// the open(2) flags of the request.
 inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out,
-                        int32_t backing_id = 0) {
+                        int32_t backing_id = 0, uint32_t open_flags = 0,
+                        bool always_direct = false) {
   *out = {};
   out->fh = o.fh;
   uint32_t f = 0;
   switch (o.mode) {
     case fs::IoMode::Direct:
-      f |= abi::FOPEN_DIRECT_IO;
-      if (o.parallel_direct_writes) f |= abi::FOPEN_PARALLEL_DIRECT_WRITES;
+      f |= direct_open_flags(o, open_flags, always_direct);
       break;
     case fs::IoMode::Cached:
       if (o.keep_cache) f |= abi::FOPEN_KEEP_CACHE;
@@ -68,9 +99,7 @@ inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out,
         f |= abi::FOPEN_PASSTHROUGH;
         out->backing_id = backing_id;
       } else {
-        // The file system serves read/write itself then.
-        f |= abi::FOPEN_DIRECT_IO;
-        if (o.parallel_direct_writes) f |= abi::FOPEN_PARALLEL_DIRECT_WRITES;
+        f |= direct_open_flags(o, open_flags, always_direct);
       }
       break;
   }

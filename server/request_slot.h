@@ -34,6 +34,9 @@ struct RequestSlot {
   // Largest payload the kernel accepts for this reply (read size etc.).
   size_t max_out = 0;
   bool plus = false;  // READDIRPLUS
+  // OPEN/CREATE/TMPFILE: the open(2) flags, so that the reply can choose
+  // the kernel I/O mode that keeps the file coherent (encode_open).
+  uint32_t open_flags = 0;
 
   // Reply scratch (read buffers, directory listings), allocated on first use
   // and kept for the life of the slot.

@@ -200,7 +200,7 @@ void Session::reply_create(fs::RequestToken t, const fs::Entry& e,
   static_assert(sizeof(out) == sizeof(abi::fuse_entry_out) + sizeof(abi::fuse_open_out));
   encode_entry(e, &out.entry);
   int32_t backing = backing_for(e.ino, o);
-  encode_open(o, &out.open, backing);
+  encode_open(o, &out.open, backing, s->open_flags, neg_.always_direct);
   if (e.ino) refs_.add(e.ino);
   iovec v{&out, sizeof(out)};
   auto r = send_reply(s, 0, &v, 1);
@@ -225,7 +225,9 @@ void Session::reply_open(fs::RequestToken t, const fs::OpenInfo& o) {
   abi::fuse_open_out out;
   // OPENDIR never passes through.
   int32_t backing = s->opcode == abi::FUSE_OPEN ? backing_for(s->nodeid, o) : 0;
-  encode_open(o, &out, backing);
+  // OPENDIR: the flags only matter for regular files.
+  encode_open(o, &out, backing, s->opcode == abi::FUSE_OPEN ? s->open_flags : 0,
+              neg_.always_direct);
   iovec v{&out, sizeof(out)};
   auto r = send_reply(s, 0, &v, 1);
   if (!r && backing) passthrough_.release(s->nodeid, o.fh);
@@ -245,7 +247,7 @@ int32_t Session::backing_for(uint64_t ino, const fs::OpenInfo& o) {
     why = "registering the backing file failed: ";
   }
   if (!passthrough_warned_.exchange(true))
-    log_warn("passthrough open of inode {}: {}{}; serving such opens with direct I/O", ino,
+    log_warn("passthrough open of inode {}: {}{}; serving such opens itself", ino,
              why, err);
   return 0;
 }

@@ -54,6 +54,11 @@ struct SessionOptions {
   Transport transport = Transport::kDev;
   // Ring entries per kernel queue (requests in flight per CPU).
   unsigned uring_depth = 8;
+  // Every open of a file the file system serves itself (IoMode::Direct)
+  // bypasses the page cache, buffered opens too (-o direct_io, as libfuse's
+  // option). Shared mappings of such files are then refused (ENODEV): the
+  // kernel cannot keep them coherent with direct writes (encode_open).
+  bool direct_io = false;
 };
 
 // What INIT settled on.
@@ -69,6 +74,10 @@ struct Negotiated {
   // spliced: FUSE_SPLICE_WRITE agreed and served over /dev/fuse.
   bool splice = false;
   uint32_t splice_min = 0;
+  // Direct files bypass the page cache for buffered opens too: -o direct_io,
+  // or the writeback cache agreed (then the page cache would not write
+  // through). FUSE_DIRECT_IO_ALLOW_MMAP is not agreed then.
+  bool always_direct = false;
 };
 
 class Session final : public fs::ReplySink {

@@ -41,6 +41,7 @@ struct MountArgs {
   std::string durability;
   std::vector<std::string> options;  // -o, each possibly comma separated
   bool debug = false;
+  bool direct_io = false;  // -o direct_io: no page cache for buffered opens
 };
 
 void error(const std::string& what) { fmt::print(stderr, "zest: {}\n", what); }
@@ -141,6 +142,7 @@ int serve(transport::FuseMount& mount, FsChoice& choice, const MountArgs& args) 
                  : args.transport == "auto" ? server::Transport::kAuto
                                             : server::Transport::kDev;
   so.uring_depth = args.uring_depth;
+  so.direct_io = args.direct_io;
   server::Session session(*choice.fs, so);
   auto r = session.serve(mount);
   // The file system goes before the session: pending async replies still
@@ -185,6 +187,8 @@ int do_mount(MountArgs args, bool announce_default) {
         error("mount: -o transport= takes dev, uring or auto");
         return 2;
       }
+    } else if (*it == "direct_io") {
+      args.direct_io = true;
     } else if (it->rfind("uring_depth=", 0) == 0) {
       try {
         args.uring_depth = std::clamp(static_cast<unsigned>(std::stoul(it->substr(12))), 1u, 256u);
@@ -307,8 +311,9 @@ std::function<int()> add_mount_command(CLI::App& app) {
                   "cache-line, or page (msync: survives a power cut, slower)");
   cmd->add_option("-o", args->options,
                   "Options, comma separated: ro, noallow_other, fsname=NAME, "
-                  "max_read=N, transport=dev|uring|auto, uring_depth=N, and the file "
-                  "system's own")
+                  "max_read=N, transport=dev|uring|auto, uring_depth=N, direct_io (no "
+                  "page cache even for buffered opens; shared mappings are then refused), "
+                  "and the file system's own")
       ->allow_extra_args(false);
   cmd->add_flag("-d,--debug", args->debug, "Log every request (implies -f)");
   cmd->footer(fs_options_help());

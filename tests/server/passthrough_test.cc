@@ -3,6 +3,7 @@
 // to direct I/O when passthrough was not agreed or registration fails.
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -258,24 +259,37 @@ TEST_F(PassthroughSessionTest, UndeliveredOpenDropsItsReference) {
   EXPECT_EQ(session.passthrough().inodes(), 0u);
 }
 
-TEST_F(PassthroughSessionTest, NotNegotiatedFallsBackToDirectIo) {
+// Without a backing id the file system serves the file itself, as Direct
+// does: O_DIRECT opens bypass the page cache; buffered opens use it written
+// through (never FOPEN_DIRECT_IO: that is incoherent with shared mappings),
+// and drop it at open (no FOPEN_KEEP_CACHE).
+TEST_F(PassthroughSessionTest, NotNegotiatedFallsBackToServingItself) {
   init(false);
   EXPECT_EQ(init_out.max_stack_depth, 0u);
   abi::fuse_open_in in{};
   send(abi::FUSE_OPEN, 5, 10, in);
   auto a = open_reply();
   EXPECT_FALSE(a.open_flags & abi::FOPEN_PASSTHROUGH);
-  EXPECT_TRUE(a.open_flags & abi::FOPEN_DIRECT_IO);
+  EXPECT_FALSE(a.open_flags & abi::FOPEN_DIRECT_IO);
+  EXPECT_FALSE(a.open_flags & abi::FOPEN_KEEP_CACHE);
   EXPECT_EQ(a.backing_id, 0);
   EXPECT_EQ(kernel.opened, 0);
   release(5, a.fh, 11);  // not a passthrough open: nothing to close
   EXPECT_EQ(kernel.closed, 0);
+  in.flags = O_RDWR | O_DIRECT;
+  send(abi::FUSE_OPEN, 5, 12, in);
+  auto d = open_reply();
+  EXPECT_TRUE(d.open_flags & abi::FOPEN_DIRECT_IO);
+  EXPECT_TRUE(d.open_flags & abi::FOPEN_PARALLEL_DIRECT_WRITES);
+  release(5, d.fh, 13);
+  EXPECT_EQ(kernel.closed, 0);
 }
 
-TEST_F(PassthroughSessionTest, RegistrationFailureFallsBackToDirectIo) {
+TEST_F(PassthroughSessionTest, RegistrationFailureFallsBackToServingItself) {
   init(true);
   kernel.fail_with = EPERM;
   abi::fuse_open_in in{};
+  in.flags = O_RDONLY | O_DIRECT;
   send(abi::FUSE_OPEN, 5, 10, in);
   auto a = open_reply();
   EXPECT_FALSE(a.open_flags & abi::FOPEN_PASSTHROUGH);

@@ -200,6 +200,29 @@ TEST_F(SessionTest, InitNegotiatesOnlyWhatBothSidesOffer) {
   EXPECT_TRUE(session.initialized());
 }
 
+// -o direct_io: buffered opens bypass the page cache too, so shared
+// mappings of those files cannot be kept coherent; the server must not
+// agree FUSE_DIRECT_IO_ALLOW_MMAP then (the kernel refuses them, ENODEV).
+TEST(SessionInit, DirectIoOptionRefusesSharedMappings) {
+  FakeFs fs;
+  CaptureWire wire;
+  SessionOptions so;
+  so.direct_io = true;
+  Session session(fs, so);
+  Session::Worker worker(&wire);
+  abi::fuse_init_in in{};
+  in.major = 7;
+  in.minor = 45;
+  in.flags = abi::FUSE_INIT_EXT;
+  in.flags2 = static_cast<uint32_t>(abi::FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+  Bytes b = Req(abi::FUSE_INIT, 0, 1).arg(in).bytes(0);
+  session.process(worker, b);
+  auto out = payload<abi::fuse_init_out>(wire.wait_one());
+  EXPECT_FALSE(out.flags2 & (abi::FUSE_DIRECT_IO_ALLOW_MMAP >> 32));
+  EXPECT_TRUE(session.negotiated().always_direct);
+  session.release_worker(worker);
+}
+
 TEST_F(SessionTest, NewerMajorGetsOurVersionOnly) {
   abi::fuse_init_in in{};
   in.major = 8;
