@@ -14,7 +14,7 @@
 // transaction is replayed into a private overlay of the affected blocks, so
 // the rest of the check sees the state recovery would produce.
 //
-// Repair policy (see fsck.cc for the details of each step):
+// Repair policy (see fsck.cc and pmfs/fsck/ for the details of each step):
 //   - a damaged superblock copy is rewritten from the valid one;
 //   - a committed journal transaction is replayed (as mount's recovery does);
 //     when later repairs rewrite bytes it holds, it is retired afterwards,
