@@ -38,14 +38,14 @@ void MemFs::open(const fs::Context& ctx, fs::Ino ino, uint32_t flags,
   if (i->freed) return r.error(ENOENT);
   truncate_on_open(ctx, *i, flags);
   ++i->open_count;
-  r.ok(open_info());
+  r.ok(open_info(flags));
 }
 
 void MemFs::create(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                    uint32_t mode, uint32_t flags, fs::CreateReply r) {
   fs::Entry e;
   auto res = make_node(ctx, parent, name, S_IFREG | (mode & 07777), 0, {}, true, &e);
-  if (res) return r.ok(e, open_info());
+  if (res) return r.ok(e, open_info(flags));
   if (res.error().value == EEXIST && !(flags & O_EXCL)) {
     // Lost a race with another creator: open(2) without O_EXCL opens it.
     return open_existing(parent, name, flags, ctx, std::move(r));
@@ -68,7 +68,7 @@ void MemFs::open_existing(fs::Ino parent, std::string_view name, uint32_t flags,
   if (c->freed) return r.error(ENOENT);
   truncate_on_open(ctx, *c, flags);
   ++c->open_count;
-  r.ok(entry_of(*c), open_info());
+  r.ok(entry_of(*c), open_info(flags));
 }
 
 void MemFs::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode,
@@ -88,7 +88,7 @@ void MemFs::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode,
   }
   fs::Entry e = entry_of(*i);  // not visible yet: no lock needed
   table_.insert(i);
-  r.ok(e, open_info());
+  r.ok(e, open_info(flags));
 }
 
 void MemFs::release(const fs::Context&, fs::Ino ino, uint64_t, uint32_t,
@@ -107,19 +107,35 @@ void MemFs::fsync(const fs::Context&, fs::Ino, uint64_t, bool, fs::StatusReply r
 
 // --- read / write -----------------------------------------------------------
 
-void MemFs::read(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset,
+void MemFs::read(const fs::Context&, fs::Ino ino, uint64_t fh, uint64_t offset,
                  uint32_t size, fs::DataReply r) {
-  if (!pool_) return do_read(ino, offset, size, std::move(r));
-  pool_->post([this, ino, offset, size, r = std::move(r)]() mutable {
+  if (!pool_) return do_read(ino, fh, offset, size, std::move(r));
+  pool_->post([this, ino, fh, offset, size, r = std::move(r)]() mutable {
     if (r.interrupted()) return r.error(EINTR);
-    do_read(ino, offset, size, std::move(r));
+    do_read(ino, fh, offset, size, std::move(r));
   });
 }
 
-void MemFs::do_read(fs::Ino ino, uint64_t offset, uint32_t size, fs::DataReply r) {
+void MemFs::note_access(Inode& i, uint64_t fh) {
+  if (fh & fs::kFhNoAtime) return;
+  const timespec t = now();
+  {
+    std::shared_lock lock(i.mu);
+    if (!fs::atime_needs_update(opts_.atime, i.is_dir(), i.atime, i.mtime, i.ctime, t))
+      return;
+  }
+  std::unique_lock lock(i.mu);
+  if (!i.freed && fs::atime_needs_update(opts_.atime, i.is_dir(), i.atime, i.mtime, i.ctime, t))
+    i.atime = t;
+}
+
+void MemFs::do_read(fs::Ino ino, uint64_t fh, uint64_t offset, uint32_t size,
+                    fs::DataReply r) {
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   if (!i->is_reg()) return r.error(not_regular(*i));
+  // Before the reply: the kernel refetches atime after a read reply.
+  note_access(*i, fh);
   IovecList iov;  // inline: no allocation for reads up to 1 MiB
   std::shared_lock lock(i->mu);
   i->file->read(offset, size, iov);

@@ -2,6 +2,7 @@
 #include "memfs/mem_fs.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <mutex>
@@ -83,8 +84,9 @@ fs::Entry MemFs::entry_of(Inode& i) {
   return e;
 }
 
-fs::OpenInfo MemFs::open_info() const {
+fs::OpenInfo MemFs::open_info(uint32_t flags) const {
   fs::OpenInfo o;
+  if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = opts_.io_mode;
   o.keep_cache = opts_.io_mode == fs::IoMode::Cached;
   return o;
@@ -167,13 +169,15 @@ void MemFs::do_getattr(fs::Ino ino, fs::AttrReply r) {
 
 // --- directories ------------------------------------------------------------
 
-void MemFs::opendir(const fs::Context&, fs::Ino ino, uint32_t, fs::OpenReply r) {
+void MemFs::opendir(const fs::Context&, fs::Ino ino, uint32_t flags, fs::OpenReply r) {
   InodePtr d = get(ino);
   if (!d) return r.error(ENOENT);
   if (!d->is_dir()) return r.error(ENOTDIR);
   std::unique_lock lock(d->mu);
   ++d->open_count;
-  r.ok(fs::OpenInfo{});
+  fs::OpenInfo o;
+  if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
+  r.ok(o);
 }
 
 void MemFs::releasedir(const fs::Context&, fs::Ino ino, uint64_t,
@@ -191,11 +195,12 @@ void MemFs::fsyncdir(const fs::Context&, fs::Ino, uint64_t, bool,
   r.ok();
 }
 
-void MemFs::readdir(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset,
+void MemFs::readdir(const fs::Context&, fs::Ino ino, uint64_t fh, uint64_t offset,
                     fs::DirReply r) {
   InodePtr d = get(ino);
   if (!d) return r.error(ENOENT);
   if (!d->is_dir()) return r.error(ENOTDIR);
+  note_access(*d, fh);
   if (r.plus()) {
     readdir_plus(*d, offset, r);
     return r.ok();

@@ -25,8 +25,10 @@
 // - inode numbers are never reused (see InodeTable).
 //
 // Times: creation, writes, truncation, fallocate, link, unlink, rename,
-// chmod/chown and xattr changes update mtime/ctime as tmpfs does. atime is
-// only ever set by setattr (utimensat), as on a noatime mount.
+// chmod/chown and xattr changes update mtime/ctime as tmpfs does. READ and
+// READDIR update atime as the mount's policy says (Options::atime,
+// fs/atime.h: relatime by default); reads the kernel answers from its page
+// cache never reach memfs.
 #pragma once
 
 #include <array>
@@ -146,7 +148,7 @@ class MemFs final : public fs::FileSystem {
   // The Entry for `i`, recording that the kernel now holds a reference.
   // Caller holds i.mu (shared is enough).
   fs::Entry entry_of(Inode& i);
-  fs::OpenInfo open_info() const;
+  fs::OpenInfo open_info(uint32_t open_flags = 0) const;
   // Frees `i` if nothing refers to it any more. Caller holds i.mu exclusively.
   void maybe_free(Inode& i);
   // Fills in owner, group and the setgid bit for a new inode in `parent`.
@@ -171,7 +173,10 @@ class MemFs final : public fs::FileSystem {
   // The operations that reply_delay_us defers, run now or on the pool.
   void do_lookup(fs::Ino parent, std::string_view name, fs::EntryReply r);
   void do_getattr(fs::Ino ino, fs::AttrReply r);
-  void do_read(fs::Ino ino, uint64_t offset, uint32_t size, fs::DataReply r);
+  void do_read(fs::Ino ino, uint64_t fh, uint64_t offset, uint32_t size, fs::DataReply r);
+  // atime after a READ or READDIR reached us through `fh` (fs/atime.h).
+  // Takes i.mu itself; the caller holds no lock of i.
+  void note_access(Inode& i, uint64_t fh);
   void do_write(fs::Ino ino, uint64_t offset, std::span<const std::byte> data,
                 uint32_t flags, fs::WriteReply r);
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "fs/atime.h"
 #include "fs/filesystem.h"
 #include "fs/types.h"
 
@@ -32,6 +33,8 @@ struct Options {
   // through the kernel, so caching is safe.
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
+  // When reads and directory listings update atime (-o noatime, ...).
+  fs::AtimePolicy atime;
 };
 
 std::unique_ptr<fs::FileSystem> make_memfs(const Options& options);

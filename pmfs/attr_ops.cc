@@ -46,6 +46,47 @@ XattrEntry make_xattr_entry(uint64_t block, uint32_t nblocks) {
 
 }  // namespace
 
+void PmFsImpl::note_access(Inode& i, uint64_t fh) {
+  if ((fh & fs::kFhNoAtime) || !writable()) return;
+  const timespec t = now_ts();
+  auto needed = [&] {
+    const DiskInode& d = i.d;
+    return !i.freed && fs::atime_needs_update(opts_.atime, i.is_dir(),
+                                              {d.atime_sec, d.atime_nsec},
+                                              {d.mtime_sec, d.mtime_nsec},
+                                              {d.ctime_sec, d.ctime_nsec}, t);
+  };
+  {
+    std::shared_lock lock(i.mu);
+    if (!needed()) return;  // relatime: the common case, no lock taken
+  }
+  std::unique_lock lock(i.mu);
+  if (!needed()) return;
+  if (opts_.atime.lazy) {
+    set_ts(&i.d.atime_sec, &i.d.atime_nsec, t);
+    i.atime_dirty = true;
+    return;
+  }
+  DiskInode nd = i.d;
+  set_ts(&nd.atime_sec, &nd.atime_nsec, t);
+  Transaction& tx = Transaction::local();
+  put_inode(tx, i.ino, nd);
+  // A failed update (EIO after a shutdown) leaves atime as it was; the
+  // read itself still succeeds, as on a read-only mount.
+  if (commit(tx)) i.d = nd;
+}
+
+void PmFsImpl::flush_lazy_atime(Inode& i) {
+  if (!i.atime_dirty || i.freed || !writable()) return;
+  DiskInode nd = i.d;
+  Transaction& tx = Transaction::local();
+  put_inode(tx, i.ino, nd);
+  if (commit(tx)) {
+    i.d = nd;
+    i.atime_dirty = false;
+  }
+}
+
 void PmFsImpl::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s, fs::AttrReply r) {
   using A = fs::SetAttr;
   InodePtr i = get(ino);

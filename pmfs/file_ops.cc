@@ -103,7 +103,7 @@ void PmFsImpl::open(const fs::Context& ctx, fs::Ino ino, uint32_t flags, fs::Ope
     if (Status s = truncate_locked(*i, 0, extra); !s) return r.error(s.error().value);
   }
   ++i->open_count;
-  r.ok(open_info());
+  r.ok(open_info(flags));
 }
 
 void PmFsImpl::release(const fs::Context&, fs::Ino ino, uint64_t, uint32_t, fs::StatusReply r) {
@@ -115,17 +115,26 @@ void PmFsImpl::release(const fs::Context&, fs::Ino ino, uint64_t, uint32_t, fs::
   r.ok();
 }
 
-void PmFsImpl::fsync(const fs::Context&, fs::Ino, uint64_t, bool, fs::StatusReply r) {
-  r.ok();  // every write is durable when it answers
+void PmFsImpl::fsync(const fs::Context&, fs::Ino ino, uint64_t, bool, fs::StatusReply r) {
+  // Every write is durable when it answers; only a lazytime atime waits.
+  if (opts_.atime.lazy) {
+    if (InodePtr i = get(ino)) {
+      std::unique_lock lock(i->mu);
+      flush_lazy_atime(*i);
+    }
+  }
+  r.ok();
 }
 
 // --- read ----------------------------------------------------------------------
 
-void PmFsImpl::read(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset, uint32_t size,
-                    fs::DataReply r) {
+void PmFsImpl::read(const fs::Context&, fs::Ino ino, uint64_t fh, uint64_t offset,
+                    uint32_t size, fs::DataReply r) {
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);
   if (!i->is_reg()) return r.error(not_regular(*i));
+  // Before the reply: the kernel refetches atime after a read reply.
+  note_access(*i, fh);
   IovecList iov;  // inline: no allocation for reads up to 1 MiB
   std::shared_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);

@@ -59,6 +59,8 @@ struct Inode {
   uint32_t open_count = 0;
   bool linkable = false;  // O_TMPFILE without O_EXCL: link may name it
   bool freed = false;
+  // lazytime: d's atime is newer than the pool's (flush_lazy_atime).
+  bool atime_dirty = false;
 
   std::unique_ptr<DirIndex> dir;   // S_IFDIR
   std::unique_ptr<ExtentMap> ext;  // S_IFREG, long symlinks

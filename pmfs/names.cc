@@ -287,7 +287,7 @@ void PmFsImpl::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode, ui
   i->linkable = !(flags & O_EXCL);  // O_EXCL: may never get a name
   std::unique_lock lock(i->mu);
   table_.insert(i);
-  r.ok(entry_of(*i), open_info());
+  r.ok(entry_of(*i), open_info(flags));
 }
 
 void PmFsImpl::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
@@ -581,7 +581,7 @@ void PmFsImpl::open_existing(const fs::Context& ctx, fs::Ino parent, std::string
     if (Status s = truncate_locked(*c, 0, extra); !s) return r.error(s.error().value);
   }
   ++c->open_count;
-  r.ok(entry_of(*c), open_info());
+  r.ok(entry_of(*c), open_info(flags));
 }
 
 }  // namespace zest::pmfs

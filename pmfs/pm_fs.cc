@@ -3,6 +3,7 @@
 #include "pmfs/pm_fs.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,9 +80,20 @@ PmFsImpl::PmFsImpl(pmem::PoolMap pool, const Options& options, const Superblock&
 }
 
 PmFsImpl::~PmFsImpl() {
-  // Everything is durable already; fence the last in-place apply so a
-  // clean unmount leaves nothing to replay, then release DRAM.
-  if (writable()) journal_->quiesce();
+  // Everything is durable already but lazytime atimes; write those, fence
+  // the last in-place apply so a clean unmount leaves nothing to replay,
+  // then release DRAM.
+  if (writable()) {
+    std::vector<InodePtr> lazy;
+    table_.for_each([&](const InodePtr& i) {
+      if (i->atime_dirty) lazy.push_back(i);
+    });
+    for (const InodePtr& i : lazy) {
+      std::unique_lock lock(i->mu);
+      flush_lazy_atime(*i);
+    }
+    journal_->quiesce();
+  }
   table_.clear();
 }
 
@@ -152,8 +164,9 @@ fs::Entry PmFsImpl::entry_of(const Inode& i) const {
   return e;
 }
 
-fs::OpenInfo PmFsImpl::open_info() const {
+fs::OpenInfo PmFsImpl::open_info(uint32_t flags) const {
   fs::OpenInfo o;
+  if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = fs::IoMode::Direct;  // the pool is the only copy
   return o;
 }
@@ -297,11 +310,12 @@ void PmFsImpl::fsyncdir(const fs::Context&, fs::Ino, uint64_t, bool, fs::StatusR
   r.ok();  // every operation is durable when it answers
 }
 
-void PmFsImpl::readdir(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset,
+void PmFsImpl::readdir(const fs::Context&, fs::Ino ino, uint64_t fh, uint64_t offset,
                        fs::DirReply r) {
   InodePtr d = get(ino);
   if (!d) return r.error(ENOENT);
   if (!d->is_dir()) return r.error(ENOTDIR);
+  if (offset == 0) note_access(*d, fh);
   {
     std::shared_lock lock(d->mu);
     if (d->freed) return r.error(ENOENT);

@@ -177,7 +177,14 @@ class PmFsImpl final : public PmFs {
   ExtentMap::Env env(uint64_t ino) { return {&pool_, &balloc_, ino}; }
   fs::Attr attr_of(const Inode& i) const;
   fs::Entry entry_of(const Inode& i) const;
-  fs::OpenInfo open_info() const;
+  fs::OpenInfo open_info(uint32_t open_flags = 0) const;
+  // atime after a READ or READDIR reached us through `fh` (fs/atime.h):
+  // a transaction of its own, or with lazytime a DRAM change. Takes i.mu
+  // itself; the caller holds no lock of i.
+  void note_access(Inode& i, uint64_t fh);
+  // lazytime: commits i's atime if only DRAM has it. Caller holds i.mu
+  // exclusively.
+  void flush_lazy_atime(Inode& i);
   // Frees `i` if nothing refers to it any more. Caller holds i.mu exclusively.
   void maybe_free(Inode& i);
   // Every block `i` owns into tx's free list.

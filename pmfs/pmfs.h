@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "fs/atime.h"
 #include "fs/filesystem.h"
 #include "pmem/pool.h"
 
@@ -32,6 +33,10 @@ struct Options {
   // commit word (durable, not yet applied in place), as if the process died
   // there; later operations fail with EIO. 0: off.
   uint64_t test_halt_after_commits = 0;
+  // When reads and directory listings update atime (-o noatime, ...). With
+  // lazy, an update stays in DRAM until the inode is next committed, the
+  // file is fsync'ed, or the pool is unmounted (docs/guarantees.md).
+  fs::AtimePolicy atime;
 };
 
 class PmFs : public fs::FileSystem {

@@ -52,9 +52,10 @@ std::string default_pool_path() {
 
 Result<FsChoice> make_fs(const std::string& name, const std::string& source,
                          const std::vector<std::string>& opts, bool read_only,
-                         std::string* why) {
+                         const fs::AtimePolicy& atime, std::string* why) {
   if (name == "memfs") {
     memfs::Options o;
+    o.atime = atime;
     for (const std::string& opt : opts) {
       if (opt == "cached") {
         o.io_mode = fs::IoMode::Cached;
@@ -80,6 +81,7 @@ Result<FsChoice> make_fs(const std::string& name, const std::string& source,
     }
     pmfs::Options o;
     o.read_only = read_only;
+    o.atime = atime;
     for (const std::string& opt : opts) {
       if (opt.rfind("durability=", 0) == 0) {
         if (!pmem::parse_durability(std::string_view(opt).substr(11), &o.durability)) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/atime.h"
 #include "fs/filesystem.h"
 
 namespace zest::tools {
@@ -21,11 +22,12 @@ std::vector<std::string> fs_names();
 const char* default_fs();
 
 // Builds file system `name` for SOURCE (may be empty) with the fs-specific
-// options `opts` (what -o left after the mount options). On error, *why
-// says what is wrong.
+// options `opts` (what -o left after the mount options), read-only or not,
+// updating atime as `atime` says (mirrorfs leaves atime to its backing
+// file system). On error, *why says what is wrong.
 Result<FsChoice> make_fs(const std::string& name, const std::string& source,
                          const std::vector<std::string>& opts, bool read_only,
-                         std::string* why);
+                         const fs::AtimePolicy& atime, std::string* why);
 
 // Where `zest` with no arguments keeps its pool: /var/lib/zest/default.pool
 // for root, else $XDG_DATA_HOME (or ~/.local/share)/zest/default.pool.

@@ -1,5 +1,6 @@
 // zest mount / zest umount.
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,6 +76,34 @@ bool parse_mount_options(const std::vector<std::string>& all,
       mo->allow_other = false;
     } else if (o == "default_permissions") {
       mo->default_permissions = true;
+    } else if (o == "dev" || o == "suid") {
+      // As fusermount3 and the kernel's own rules for user mounts: device
+      // nodes and set-id programs on a file system a user serves would give
+      // that user the machine.
+      if (::geteuid() != 0) {
+        *why = fmt::format("-o {}: only root may mount with {}", o,
+                           o == "dev" ? "device nodes usable" : "set-id programs honoured");
+        return false;
+      }
+      (o == "dev" ? mo->dev : mo->suid) = true;
+    } else if (o == "nodev") {
+      mo->dev = false;
+    } else if (o == "nosuid") {
+      mo->suid = false;
+    } else if (o == "exec" || o == "noexec") {
+      mo->exec = o == "exec";
+    } else if (o == "noatime") {
+      mo->atime_flags = (mo->atime_flags & ~MS_STRICTATIME) | MS_NOATIME;
+    } else if (o == "relatime" || o == "atime") {
+      mo->atime_flags &= ~(MS_NOATIME | MS_STRICTATIME);
+    } else if (o == "strictatime") {
+      mo->atime_flags = (mo->atime_flags & ~MS_NOATIME) | MS_STRICTATIME;
+    } else if (o == "nodiratime" || o == "diratime") {
+      mo->atime_flags = o == "nodiratime" ? (mo->atime_flags | MS_NODIRATIME)
+                                          : (mo->atime_flags & ~MS_NODIRATIME);
+    } else if (o == "lazytime" || o == "nolazytime") {
+      mo->atime_flags = o == "lazytime" ? (mo->atime_flags | MS_LAZYTIME)
+                                        : (mo->atime_flags & ~MS_LAZYTIME);
     } else if (o.rfind("fsname=", 0) == 0) {
       mo->fsname = o.substr(7);
     } else if (o.rfind("max_read=", 0) == 0) {
@@ -212,7 +241,12 @@ int do_mount(MountArgs args, bool announce_default) {
     error(fmt::format("mount: {}: {}", mountpoint, why));
     return 1;
   }
-  auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, &why);
+  fs::AtimePolicy atime;
+  if (mo.atime_flags & MS_NOATIME) atime.mode = fs::AtimePolicy::Mode::None;
+  if (mo.atime_flags & MS_STRICTATIME) atime.mode = fs::AtimePolicy::Mode::Strict;
+  atime.dirs = !(mo.atime_flags & MS_NODIRATIME);
+  atime.lazy = (mo.atime_flags & MS_LAZYTIME) != 0;
+  auto choice = make_fs(args.fs_type, source, fs_opts, mo.read_only, atime, &why);
   if (!choice) {
     error("mount: " + why);
     return 1;
@@ -311,6 +345,8 @@ std::function<int()> add_mount_command(CLI::App& app) {
                   "cache-line, or page (msync: survives a power cut, slower)");
   cmd->add_option("-o", args->options,
                   "Options, comma separated: ro, noallow_other, fsname=NAME, "
+                  "dev and suid (root only; nodev,nosuid is the default), noexec, "
+                  "relatime (default), noatime, strictatime, nodiratime, lazytime, "
                   "max_read=N, transport=dev|uring|auto, uring_depth=N, direct_io (no "
                   "page cache even for buffered opens; shared mappings are then refused), "
                   "and the file system's own")

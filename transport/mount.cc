@@ -191,7 +191,9 @@ Result<FuseMount> FuseMount::mount(const std::string& mountpoint,
                                    m.fd_.get(), st.st_mode & S_IFMT, ::getuid(),
                                    ::getgid());
     if (!extra.empty()) data += "," + extra;
-    unsigned long flags = MS_NOSUID | MS_NODEV | (opts.read_only ? MS_RDONLY : 0);
+    unsigned long flags = (opts.suid ? 0 : MS_NOSUID) | (opts.dev ? 0 : MS_NODEV) |
+                          (opts.exec ? 0 : MS_NOEXEC) | opts.atime_flags |
+                          (opts.read_only ? MS_RDONLY : 0);
     std::string type = "fuse." + opts.subtype;
     if (::mount(opts.fsname.c_str(), m.mountpoint_.c_str(), type.c_str(), flags,
                 data.c_str()) == 0) {
@@ -216,6 +218,13 @@ Result<FuseMount> FuseMount::mount(const std::string& mountpoint,
   std::string fopts = fmt::format("fsname={},subtype={}", opts.fsname, opts.subtype);
   if (!extra.empty()) fopts += "," + extra;
   if (opts.read_only) fopts += ",ro";
+  fopts += opts.dev ? ",dev" : ",nodev";
+  fopts += opts.suid ? ",suid" : ",nosuid";
+  if (!opts.exec) fopts += ",noexec";
+  if (opts.atime_flags & MS_NOATIME) fopts += ",noatime";
+  if (opts.atime_flags & MS_STRICTATIME) fopts += ",strictatime";
+  if (opts.atime_flags & MS_NODIRATIME) fopts += ",nodiratime";
+  if (opts.atime_flags & MS_LAZYTIME) fopts += ",lazytime";
   auto rc = run_fusermount({"-o", fopts, "--", m.mountpoint_}, theirs.get());
   theirs.reset();
   if (!rc || *rc != 0) {

@@ -23,6 +23,17 @@ struct MountOptions {
   bool allow_other = true;
   bool default_permissions = true;
   bool read_only = false;
+  // Device nodes may be opened / set-id bits take effect (mount(8) dev,
+  // suid). Off by default, as for every FUSE mount; only root may turn
+  // them on (fusermount3 refuses them to others).
+  bool dev = false;
+  bool suid = false;
+  bool exec = true;
+  // The VFS atime flags: MS_NOATIME, MS_STRICTATIME, MS_NODIRATIME,
+  // MS_LAZYTIME (0: relatime, the kernel's default). FUSE inodes are
+  // S_NOATIME, so these only show in /proc/mounts; the file system applies
+  // the policy itself.
+  unsigned long atime_flags = 0;
   uint32_t max_read = 0;        // 0: kernel default
   // Extra comma-separated options passed through to the kernel (-o).
   std::vector<std::string> extra;
