@@ -168,6 +168,33 @@ class FileSystem {
                         bool /*datasync*/, StatusReply r) { r.error(ENOSYS); }
   // syncfs(2) on the mount.
   virtual void syncfs(const Context&, StatusReply r) { r.ok(); }
+
+  // --- control ----------------------------------------------------------
+  // An ioctl(2) on an open file or directory, as the kernel forwards it to
+  // a FUSE file system: `cmd` encodes the direction and size (_IOC_DIR,
+  // _IOC_SIZE); `in` holds the argument when the command writes one
+  // (_IOW/_IOWR), and the reply (DataReply::ok) may carry up to `out_size`
+  // bytes that the kernel copies back to the argument (_IOR/_IOWR).
+  // Commands the server handles itself (kIocShutdown) never come here.
+  virtual void ioctl(const Context&, Ino /*ino*/, uint64_t /*fh*/, uint32_t /*cmd*/,
+                     std::span<const std::byte> /*in*/, uint32_t /*out_size*/,
+                     DataReply r) { r.error(ENOTTY); }
+  // FS_IOC_SHUTDOWN (XFS_IOC_GOINGDOWN) from a privileged caller: from the
+  // moment this answers ok, the file system writes nothing more to its
+  // media (what was acknowledged stays durable), and the server answers
+  // EIO to every later request but forgets and releases; the next mount
+  // recovers. `flags`: kShutdownDefault/LogFlush/NoLogFlush when known
+  // (the kernel does not forward the argument of this _IOR command, so the
+  // server passes kShutdownDefault).
+  virtual void shutdown(const Context&, uint32_t /*flags*/, StatusReply r) {
+    r.error(ENOTTY);
+  }
 };
+
+// FS_IOC_SHUTDOWN = _IOR('X', 125, __u32), and its flags (XFS's names).
+inline constexpr uint32_t kIocShutdown = 0x8004587d;
+inline constexpr uint32_t kShutdownDefault = 0;     // sync, then stop
+inline constexpr uint32_t kShutdownLogFlush = 1;    // flush the log, stop
+inline constexpr uint32_t kShutdownNoLogFlush = 2;  // stop at once
 
 }  // namespace zest::fs

@@ -106,6 +106,12 @@ class Journal {
     std::lock_guard lock(mu_);
     halt_countdown_ = n;
   }
+  // FS_IOC_SHUTDOWN: no commit from now on reaches the pool (EIO). A
+  // commit in progress finishes first (it holds the mutex).
+  void halt() {
+    std::lock_guard lock(mu_);
+    halted_ = true;
+  }
   bool halted() const {
     std::lock_guard lock(mu_);
     return halted_;

@@ -83,7 +83,7 @@ PmFsImpl::~PmFsImpl() {
   // Everything is durable already but lazytime atimes; write those, fence
   // the last in-place apply so a clean unmount leaves nothing to replay,
   // then release DRAM.
-  if (writable()) {
+  if (writable() && !journal_->halted()) {
     std::vector<InodePtr> lazy;
     table_.for_each([&](const InodePtr& i) {
       if (i->atime_dirty) lazy.push_back(i);
@@ -95,6 +95,17 @@ PmFsImpl::~PmFsImpl() {
     journal_->quiesce();
   }
   table_.clear();
+}
+
+void PmFsImpl::shutdown(const fs::Context&, uint32_t flags, fs::StatusReply r) {
+  // Everything acknowledged is durable already: the flags only decide
+  // whether the last in-place apply is fenced first (it is in the journal
+  // either way, and the next mount replays it).
+  if (writable() && flags != fs::kShutdownNoLogFlush) journal_->quiesce();
+  journal_->halt();
+  log_warn("pmfs: shut down on request (FS_IOC_SHUTDOWN): nothing more is written to the "
+           "pool; unmount, then mount again to recover");
+  r.ok();
 }
 
 void PmFsImpl::mark(uint64_t tag) {

@@ -159,6 +159,7 @@ class PmFsImpl final : public PmFs {
   void readdir(const fs::Context&, fs::Ino ino, uint64_t fh, uint64_t offset,
                fs::DirReply r) override;
   void releasedir(const fs::Context&, fs::Ino ino, uint64_t fh, fs::StatusReply r) override;
+  void shutdown(const fs::Context&, uint32_t flags, fs::StatusReply r) override;
   void fsyncdir(const fs::Context&, fs::Ino ino, uint64_t fh, bool datasync,
                 fs::StatusReply r) override;
   void syncfs(const fs::Context&, fs::StatusReply r) override { r.ok(); }

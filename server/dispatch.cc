@@ -47,6 +47,8 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
                   abi::FUSE_AUTO_INVAL_DATA | abi::FUSE_INIT_EXT;
   if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
   if (caps.kills_suid) want |= abi::FUSE_HANDLE_KILLPRIV_V2;
+  // ioctl(2) on directories too (FS_IOC_SHUTDOWN is issued on the mount).
+  want |= abi::FUSE_HAS_IOCTL_DIR;
   if (caps.writeback_cache) want |= abi::FUSE_WRITEBACK_CACHE;
   // Shared mappings of FOPEN_DIRECT_IO files are incoherent with direct
   // writes (encode_open). Normally such files are only the ones opened with
@@ -110,6 +112,19 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
   if (h.opcode == abi::FUSE_INIT) return handle_init(s, a);
   if (!initialized_.load(std::memory_order_relaxed))
     return malformed(s, "request before INIT");
+  if (shut_down_.load(std::memory_order_relaxed)) {
+    switch (h.opcode) {
+      case abi::FUSE_FORGET:
+      case abi::FUSE_BATCH_FORGET:
+      case abi::FUSE_INTERRUPT:
+      case abi::FUSE_DESTROY:
+      case abi::FUSE_RELEASE:
+      case abi::FUSE_RELEASEDIR:
+        break;
+      default:
+        return finish(s, EIO, nullptr, 0);
+    }
+  }
 
   switch (h.opcode) {
     case abi::FUSE_LOOKUP: {
@@ -374,8 +389,26 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       return fs_.syncfs(ctx, fs::StatusReply(sink, s));
     case abi::FUSE_NOTIFY_REPLY:
       return complete(s);  // answers to retrieve; we never ask
+    case abi::FUSE_IOCTL: {
+      abi::fuse_ioctl_in in;
+      std::span<const std::byte> data;
+      if (!a.read(&in) || !a.bytes(in.in_size, &data)) return malformed(s, "IOCTL args");
+      // FUSE_IOCTL_UNRESTRICTED only comes from CUSE; 32-bit callers would
+      // need their structures converted.
+      if (in.flags & (abi::FUSE_IOCTL_UNRESTRICTED | abi::FUSE_IOCTL_32BIT))
+        return finish(s, ENOTTY, nullptr, 0);
+      s->ioctl_cmd = in.cmd;
+      s->max_out = in.out_size;
+      if (in.cmd == fs::kIocShutdown) {
+        // As XFS and ext4: only for CAP_SYS_ADMIN. The request carries no
+        // capabilities; root stands for them.
+        if (h.uid != 0) return finish(s, EPERM, nullptr, 0);
+        return fs_.shutdown(ctx, fs::kShutdownDefault, fs::StatusReply(sink, s));
+      }
+      return fs_.ioctl(ctx, ino, in.fh, in.cmd, data, in.out_size, fs::DataReply(sink, s));
+    }
     default:
-      // GETLK/SETLK (the kernel then locks locally), BMAP, IOCTL, POLL,
+      // GETLK/SETLK (the kernel then locks locally), BMAP, POLL,
       // SETUPMAPPING, STATX (the kernel falls back to GETATTR), and any
       // opcode newer than us.
       return finish(s, ENOSYS, nullptr, 0);

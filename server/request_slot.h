@@ -37,6 +37,10 @@ struct RequestSlot {
   // OPEN/CREATE/TMPFILE: the open(2) flags, so that the reply can choose
   // the kernel I/O mode that keeps the file coherent (encode_open).
   uint32_t open_flags = 0;
+  // IOCTL: the command, and room for the fuse_ioctl_out that precedes the
+  // reply's data.
+  uint32_t ioctl_cmd = 0;
+  alignas(8) std::byte ioctl_out[16];
 
   // Reply scratch (read buffers, directory listings), allocated on first use
   // and kept for the life of the slot.

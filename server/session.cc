@@ -175,7 +175,17 @@ RequestSlot* slot_of(fs::RequestToken t) { return static_cast<RequestSlot*>(t); 
 void Session::reply_error(fs::RequestToken t, int err) {
   if (err < 0) err = -err;
   if (err > 4095) err = EIO;
-  finish(slot_of(t), err, nullptr, 0);
+  RequestSlot* s = slot_of(t);
+  if (err == 0 && s->opcode == abi::FUSE_IOCTL) {
+    // An ioctl answered with a status: a fuse_ioctl_out and no data.
+    if (s->ioctl_cmd == fs::kIocShutdown) {
+      shut_down_.store(true);
+      log_warn("the file system was shut down (FS_IOC_SHUTDOWN): every request fails with EIO "
+               "until it is unmounted");
+    }
+    return reply_data(t, {});
+  }
+  finish(s, err, nullptr, 0);
 }
 
 void Session::reply_entry(fs::RequestToken t, const fs::Entry& e) {
@@ -273,6 +283,13 @@ void Session::reply_data(fs::RequestToken t, std::span<const iovec> data) {
   size_t budget = s->max_out;
   iovec* clipped = s->iov + 1;  // send_reply copies from here into iov[1..]
   int n = 0;
+  if (s->opcode == abi::FUSE_IOCTL) {
+    // The data follows a fuse_ioctl_out (result 0, no retry).
+    abi::fuse_ioctl_out out{};
+    static_assert(sizeof(out) == sizeof(s->ioctl_out));
+    std::memcpy(s->ioctl_out, &out, sizeof(out));
+    clipped[n++] = {s->ioctl_out, sizeof(out)};
+  }
   for (const iovec& v : data) {
     if (budget == 0 || n == RequestSlot::kMaxIov) break;
     size_t take = std::min(budget, v.iov_len);

@@ -214,6 +214,9 @@ class Session final : public fs::ReplySink {
   Negotiated neg_;
   std::atomic<bool> initialized_{false};
   std::atomic<bool> destroyed_{false};
+  // Set once the file system answered FS_IOC_SHUTDOWN: every later request
+  // but forgets, releases, interrupts and DESTROY is answered EIO here.
+  std::atomic<bool> shut_down_{false};
   InodeRefs refs_;
   std::atomic<uint64_t> malformed_{0};
   std::atomic<uint64_t> spliced_{0};

@@ -215,11 +215,16 @@ std::unique_ptr<ZestMount> ZestMount::Start(
     argv.push_back(m->pool_);
   }
   argv.push_back(m->mountpoint_);
+  m->argv_ = std::move(argv);
+  if (!m->Launch(error)) return nullptr;
+  return m;
+}
 
+bool ZestMount::Launch(std::string* error) {
   pid_t pid = ::fork();
   if (pid < 0) {
     *error = "fork: " + ErrnoText(errno);
-    return nullptr;  // destructor removes the directory
+    return false;  // destructor removes the directory
   }
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_RDWR);
@@ -227,40 +232,49 @@ std::unique_ptr<ZestMount> ZestMount::Start(
       ::dup2(devnull, 0);
       ::dup2(devnull, 1);
     }
-    if (m->stderr_fd_ >= 0) ::dup2(m->stderr_fd_, 2);
+    if (stderr_fd_ >= 0) ::dup2(stderr_fd_, 2);
     std::vector<char*> a;
-    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    for (auto& s : argv_) a.push_back(const_cast<char*>(s.c_str()));
     a.push_back(nullptr);
     ::execv(a[0], a.data());
     std::fprintf(stderr, "execv %s: %s\n", a[0], std::strerror(errno));
     ::_exit(127);
   }
-  m->pid_ = pid;
+  pid_ = pid;
 
   auto deadline = Clock::now() + std::chrono::seconds(10);
   for (;;) {
     unsigned long minor = 0;
-    std::string type = MountTypeAt(m->mountpoint_, &minor);
+    std::string type = MountTypeAt(mountpoint_, &minor);
     if (type == "fuse.zest") {
-      m->fuse_minor_ = minor;
-      m->have_minor_ = true;
-      return m;
+      fuse_minor_ = minor;
+      have_minor_ = true;
+      return true;
     }
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      m->pid_ = -1;
+      pid_ = -1;
       *error = "zest mount exited before the mount appeared (" +
-               WaitStatusText(status) + "); stderr:\n" + m->ServerStderr();
-      return nullptr;
+               WaitStatusText(status) + "); stderr:\n" + ServerStderr();
+      return false;
     }
     if (Clock::now() >= deadline) {
-      *error = "zest mount: no fuse.zest mount at " + m->mountpoint_ +
+      *error = "zest mount: no fuse.zest mount at " + mountpoint_ +
                " after 10 s (found type '" + type + "'); stderr:\n" +
-               m->ServerStderr();
-      return nullptr;
+               ServerStderr();
+      return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+bool ZestMount::Restart(std::string* error) {
+  std::string report;
+  if (pid_ >= 0 && !Unmount(&report)) {
+    *error = "unmount before restart: " + report;
+    return false;
+  }
+  return Launch(error);
 }
 
 std::string ZestMount::describe() const {

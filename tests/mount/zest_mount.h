@@ -77,9 +77,17 @@ class ZestMount : public SubjectMount {
   // Everything the server wrote to stderr so far.
   std::string ServerStderr() const;
 
+  // Unmounts (as Unmount, unless that was done) and serves the same source on the same
+  // mountpoint again, with the same arguments: for pmfs, the same pool.
+  bool Restart(std::string* error);
+
  private:
   ZestMount() = default;
+  // Starts the server with argv_ and waits (10 s) for the mount.
+  bool Launch(std::string* error);
   void Teardown();
+
+  std::vector<std::string> argv_;
 
   std::string fs_;
   std::string pool_;  // pmfs: a pool made for this mount, removed after
