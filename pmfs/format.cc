@@ -69,6 +69,7 @@ Result<Superblock> plan(uint64_t pool_size, const MkfsOptions& opts, std::string
     return Errno(EINVAL);
   }
   timespec t = now();
+  sb.features_incompat = kIncompatXattrSlots;
   sb.mkfs_time_ns = uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
   if (getrandom(sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid)) {
     *why = "getrandom failed";
@@ -121,11 +122,19 @@ bool superblock_valid(const Superblock& sb, uint64_t pool_size, std::string* why
     *why = "superblock geometry is inconsistent";
     return false;
   }
-  if (sb.features_incompat != 0) {
-    *why = fmt::format("unknown incompatible features {:#x}", sb.features_incompat);
+  if (sb.features_incompat & ~kIncompatKnown) {
+    *why = fmt::format("unknown incompatible features {:#x}",
+                       sb.features_incompat & ~kIncompatKnown);
     return false;
   }
   return true;
+}
+
+void write_superblocks(pmem::PoolMap& pool, const Superblock& sb) {
+  for (uint64_t off : {uint64_t{0}, kBlockSize}) {
+    pool.write_nt(off, &sb, sizeof(sb));
+    pool.drain();
+  }
 }
 
 Result<void> format(pmem::PoolMap& pool, const MkfsOptions& opts, std::string* why) {

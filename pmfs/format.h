@@ -41,6 +41,13 @@ Result<void> mkfs(const std::string& path, uint64_t size, const MkfsOptions& opt
 // consistent geometry that fits `pool_size`. *why names the first problem.
 bool superblock_valid(const Superblock& sb, uint64_t pool_size, std::string* why);
 
+// Writes `sb` (sealed) over both superblock copies of a valid pool, the
+// primary first, each persisted before the next: a crash between them
+// leaves one copy of each version, and mount takes the primary when it is
+// valid and rewrites the other. Used to set a feature bit before the first
+// structure that needs it is written (docs/format.md, "Superblock").
+void write_superblocks(pmem::PoolMap& pool, const Superblock& sb);
+
 // Offsets of the structures, from a valid superblock.
 inline uint64_t inode_offset(const Superblock& sb, uint64_t ino) {
   return sb.itable_start * kBlockSize + (ino - 1) * kInodeSize;

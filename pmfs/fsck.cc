@@ -14,7 +14,7 @@
 //     1. fsck/inodes.cc       inode slots;
 //     2. fsck/extents.cc, fsck/directories.cc, fsck/xattrs.cc: what each
 //        live inode points to (extent chains; directory chains, entries and
-//        names; xattr tables), claiming every block they use;
+//        names; xattr chains), claiming every block they use;
 //     3. fsck/blocks.cc       block ownership across the pool;
 //     4. fsck/connectivity.cc the directory tree: links, parents, link
 //                             counts, reachability, orphans;
@@ -75,6 +75,7 @@ void Pass::walk_contents() {
     if (l.d.dir_head != 0) walk_dir(l.ino, l.d.dir_head);
     if (l.d.xattr_block != 0) walk_xattrs(l.ino, l.d.xattr_block);
   }
+  check_xattr_feature();
 }
 
 namespace {
@@ -104,7 +105,9 @@ FsckReport run(View& view, const FsckOptions& options, bool repair) {
         rep.progress(fmt::format("pass {} (repairing)", pass));
         uint64_t before = rep.repairs_made();
         reset_stats(&report);
-        Pass(view, *sb, true, rep, &report).run();
+        Pass p(view, *sb, true, rep, &report);
+        p.run();
+        sb->features_incompat |= p.features_set();
         if (rep.repairs_made() == before) break;
       }
       retire_stale_journal(view, *sb, rep);

@@ -20,8 +20,6 @@
 
 #include <array>
 #include <atomic>
-#include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -31,15 +29,9 @@
 #include "pmfs/dir_index.h"
 #include "pmfs/extent_map.h"
 #include "pmfs/layout.h"
+#include "pmfs/xattr_index.h"
 
 namespace zest::pmfs {
-
-struct XattrLoc {
-  uint32_t entry = 0;    // index in the XattrTable
-  uint64_t block = 0;    // first block of the record
-  uint32_t nblocks = 0;
-  uint32_t valuelen = 0;
-};
 
 struct Inode {
   Inode(uint64_t ino_, uint32_t type_) : ino(ino_), type(type_) {}
@@ -65,9 +57,7 @@ struct Inode {
   std::unique_ptr<DirIndex> dir;   // S_IFDIR
   std::unique_ptr<ExtentMap> ext;  // S_IFREG, long symlinks
   std::string target;              // S_IFLNK
-  // Extended attributes, in descending name order (as tmpfs lists them).
-  std::map<std::string, XattrLoc, std::greater<>> xattrs;
-  std::array<uint64_t, 4> xattr_used{};  // table entries in use
+  XattrIndex xattrs;  // extended attributes (any type)
 };
 
 using InodePtr = std::shared_ptr<Inode>;

@@ -186,18 +186,40 @@ constexpr size_t dirent_slots(size_t namelen) {
 }
 
 // --- extended attributes --------------------------------------------------
-// inode.xattr_block points to an XattrTable; each used entry points to a
-// record of `nblocks` contiguous blocks holding XattrRecordHeader, the name
-// and the value. Setting a value writes a new record (copy-on-write) and
-// switches the table entry in one transaction.
-inline constexpr uint32_t kXattrTableMagic = 0x52545850;  // "PXTR"
+// inode.xattr_block points to the first block of the inode's xattr chain;
+// each chain block's header names the next one (0 = the last). A chain
+// block is one of:
+//  - an XattrTable: 254 entries, each pointing to a record. Before
+//    kIncompatXattrSlots this was the only kind, and a chain was exactly one
+//    table (its `next` was a reserved field, always zero), so such pools
+//    need no conversion. pmfs still reads, replaces and removes table
+//    entries but never creates a table.
+//  - an XattrSlotBlock (kIncompatXattrSlots): after a 64-byte header, 63
+//    slots of 64 bytes packing entries as directory blocks pack dirents. An
+//    entry takes xattr_slots(len) consecutive slots of one block: an
+//    XattrSlotHeader, then either the name and the value (a small attribute,
+//    len = 16 + name + value <= kXattrInlineMax), or, with kXattrSlotRecord,
+//    an XattrRecordRef to a record (one slot).
+// A record: `nblocks` contiguous blocks holding XattrRecordHeader, the name
+// and the value, exactly as many blocks as that takes. Every change
+// (create, replace, remove) is one transaction; a new record is written
+// (copy-on-write) before the transaction that points to it.
+inline constexpr uint32_t kXattrTableMagic = 0x52545850;      // "PXTR"
+inline constexpr uint32_t kXattrSlotBlockMagic = 0x42535850;  // "PXSB"
 inline constexpr size_t kXattrMaxValue = 65536;
+
+// features_incompat: the pool may hold xattr slot blocks and chains of more
+// than one block. Set by mkfs, and in older pools by the first setxattr
+// (both superblock copies, before anything uses the new structures).
+inline constexpr uint64_t kIncompatXattrSlots = 1ull << 0;
+inline constexpr uint64_t kIncompatKnown = kIncompatXattrSlots;
 
 struct XattrTableHeader {
   uint32_t csum;   // crc32c of this header with csum = 0
   uint32_t magic;  // kXattrTableMagic
   uint64_t ino;
-  uint64_t reserved[2];
+  uint64_t next;   // next chain block, 0 = last (always 0 without kIncompatXattrSlots)
+  uint64_t reserved;
 };
 static_assert(sizeof(XattrTableHeader) == 32);
 
@@ -219,5 +241,63 @@ struct XattrRecordHeader {
   // char name[namelen]; uint8_t value[valuelen];
 };
 static_assert(sizeof(XattrRecordHeader) == 16);
+
+inline constexpr size_t kXattrSlotSize = 64;
+inline constexpr size_t kXattrSlots = kBlockSize / kXattrSlotSize - 1;  // 63
+// The largest entry that holds its value (header + name + value): 8 slots.
+inline constexpr size_t kXattrInlineMax = 512;
+inline constexpr uint8_t kXattrSlotRecord = 1u << 0;  // the value is in a record
+
+struct XattrSlotBlockHeader {
+  uint32_t csum;   // crc32c of this header with csum = 0
+  uint32_t magic;  // kXattrSlotBlockMagic
+  uint64_t ino;    // owner
+  uint64_t next;   // next chain block, 0 = last
+  uint64_t reserved[5];
+};
+static_assert(sizeof(XattrSlotBlockHeader) == kXattrSlotSize);
+
+struct XattrSlotHeader {
+  uint32_t csum;      // crc32c of the entry's bytes (this header, then the
+                      // name and value, or the XattrRecordRef), csum = 0
+  uint8_t nslots;     // slots the entry takes, 0 = free slot
+  uint8_t flags;      // kXattrSlotRecord
+  uint16_t namelen;   // 1..255 (with kXattrSlotRecord: the record's)
+  uint32_t valuelen;  // 0..kXattrMaxValue (with kXattrSlotRecord: the record's)
+  uint32_t reserved;
+  // char name[namelen]; uint8_t value[valuelen];  or  XattrRecordRef
+};
+static_assert(sizeof(XattrSlotHeader) == 16);
+
+struct XattrRecordRef {
+  uint64_t block;  // first block of the record
+  uint32_t nblocks;
+  uint32_t reserved;
+};
+static_assert(sizeof(XattrRecordRef) == 16);
+
+constexpr size_t xattr_slots(size_t entry_len) {
+  return (entry_len + kXattrSlotSize - 1) / kXattrSlotSize;
+}
+// Bytes of the entry an attribute takes in a slot block: whole when it fits
+// in kXattrInlineMax, else a reference to a record.
+constexpr size_t xattr_entry_len(size_t namelen, size_t valuelen) {
+  const size_t whole = sizeof(XattrSlotHeader) + namelen + valuelen;
+  return whole <= kXattrInlineMax ? whole : sizeof(XattrSlotHeader) + sizeof(XattrRecordRef);
+}
+// Blocks of the record holding an attribute.
+constexpr uint64_t xattr_record_blocks(size_t namelen, size_t valuelen) {
+  return (sizeof(XattrRecordHeader) + namelen + valuelen + kBlockSize - 1) / kBlockSize;
+}
+inline constexpr uint32_t kXattrMaxRecordBlocks =
+    static_cast<uint32_t>(xattr_record_blocks(255, kXattrMaxValue));  // 17
+
+// Per-inode limits setxattr enforces (ENOSPC past them, as ext4 and xfs
+// answer when an inode's attributes are full); not rules of the format,
+// which mount and fsck accept beyond them. The bytes count each name and
+// value; at most 65,536 attributes keep the DRAM index (and a listxattr of
+// up to 16 MiB) bounded.
+inline constexpr size_t kXattrMaxCount = 65536;
+inline constexpr uint64_t kXattrMaxBytes = 32ull << 20;
 
 }  // namespace zest::pmfs

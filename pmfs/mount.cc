@@ -37,6 +37,11 @@ class Loader {
   Status load_extents(Inode& i);
   Status load_dir(Inode& i);
   Status load_xattrs(Inode& i);
+  Status load_xattr_table(Inode& i, uint64_t t, uint64_t* next);
+  Status load_xattr_slots(Inode& i, uint64_t b, uint64_t* next);
+  Status load_record(uint64_t ino, uint64_t block, uint32_t nblocks, std::string* name,
+                     uint32_t* valuelen);
+  Status add_xattr(Inode& i, std::string name, const XattrLoc& loc);
   Status check_links();
   Status free_orphans();
   // Removes what an interrupted truncate left past a file's end.
@@ -174,51 +179,171 @@ Status Loader::load_dir(Inode& i) {
   return {};
 }
 
-Status Loader::load_xattrs(Inode& i) {
-  const uint64_t t = i.d.xattr_block;
-  if (!t) return {};
-  if (Status s = claim(t, 1, i.ino, "xattr table"); !s) return s;
+// A record of `nblocks` blocks at `block`: claimed, exactly the blocks its
+// header, name and value fill, checksum and name checked. *name and
+// *valuelen get what it holds.
+Status Loader::load_record(uint64_t ino, uint64_t block, uint32_t nblocks, std::string* name,
+                           uint32_t* valuelen) {
+  if (nblocks == 0 || nblocks > kXattrMaxRecordBlocks) {
+    return fail(fmt::format("inode {}: xattr record at block {} has {} blocks (1..{})", ino,
+                            block, nblocks, kXattrMaxRecordBlocks));
+  }
+  if (Status s = claim(block, nblocks, ino, "xattr record"); !s) return s;
+  const std::byte* rec = pool_.bytes(block * kBlockSize, nblocks * kBlockSize).data();
+  XattrRecordHeader rh;
+  std::memcpy(&rh, rec, sizeof(rh));
+  const uint64_t len = sizeof(rh) + uint64_t(rh.namelen) + rh.valuelen;
+  if (rh.namelen == 0 || rh.namelen > 255 || rh.valuelen > kXattrMaxValue ||
+      xattr_record_blocks(rh.namelen, rh.valuelen) != nblocks) {
+    return fail(fmt::format("inode {}: xattr record at block {} is damaged", ino, block));
+  }
+  uint32_t crc = crc32c(rec + sizeof(uint32_t), sizeof(rh) - sizeof(uint32_t),
+                        crc32c("\0\0\0\0", 4));
+  crc = crc32c(rec + sizeof(rh), len - sizeof(rh), crc);
+  if (crc != rh.csum) {
+    return fail(fmt::format("inode {}: xattr record at block {} fails its checksum", ino, block));
+  }
+  name->assign(reinterpret_cast<const char*>(rec) + sizeof(rh), rh.namelen);
+  *valuelen = rh.valuelen;
+  return {};
+}
+
+Status Loader::add_xattr(Inode& i, std::string name, const XattrLoc& loc) {
+  if (name.find('\0') != std::string::npos) {
+    return fail(fmt::format("inode {}: an xattr name in block {} contains NUL", i.ino, loc.block));
+  }
+  if (i.xattrs.find(name) != i.xattrs.end()) {
+    return fail(fmt::format("inode {}: xattr \"{}\" appears twice", i.ino, name));
+  }
+  if (!i.xattrs.load(std::move(name), loc)) {
+    return fail(fmt::format("inode {}: an xattr entry in block {} overlaps another", i.ino,
+                            loc.block));
+  }
+  return {};
+}
+
+Status Loader::load_xattr_table(Inode& i, uint64_t t, uint64_t* next) {
   XattrTableHeader h;
   std::memcpy(&h, pool_.at<XattrTableHeader>(t * kBlockSize), sizeof(h));
   XattrTableHeader c = h;
   c.csum = 0;
-  if (h.magic != kXattrTableMagic || crc32c(&c, sizeof(c)) != h.csum || h.ino != i.ino) {
+  if (crc32c(&c, sizeof(c)) != h.csum || h.ino != i.ino) {
     return fail(fmt::format("inode {}: xattr table {} is damaged", i.ino, t));
   }
+  *next = h.next;
+  i.xattrs.load_block(t, true);
   for (uint32_t k = 0; k < kXattrsPerTable; ++k) {
     XattrEntry e;
     std::memcpy(&e, pool_.at<XattrEntry>(t * kBlockSize + sizeof(h) + k * sizeof(e)), sizeof(e));
     if (e.block == 0) continue;
     XattrEntry ec = e;
     ec.csum = 0;
-    constexpr uint32_t kMaxRecordBlocks =
-        (sizeof(XattrRecordHeader) + 255 + kXattrMaxValue + kBlockSize - 1) / kBlockSize;
-    if (crc32c(&ec, sizeof(ec)) != e.csum || e.nblocks == 0 || e.nblocks > kMaxRecordBlocks) {
+    if (crc32c(&ec, sizeof(ec)) != e.csum) {
       return fail(fmt::format("inode {}: xattr entry {} is damaged", i.ino, k));
     }
-    if (Status s = claim(e.block, e.nblocks, i.ino, "xattr record"); !s) return s;
-    const std::byte* rec = pool_.bytes(e.block * kBlockSize, e.nblocks * kBlockSize).data();
-    XattrRecordHeader rh;
-    std::memcpy(&rh, rec, sizeof(rh));
-    const uint64_t len = sizeof(rh) + uint64_t(rh.namelen) + rh.valuelen;
-    if (rh.namelen == 0 || rh.namelen > 255 || rh.valuelen > kXattrMaxValue ||
-        len > uint64_t(e.nblocks) * kBlockSize ||
-        (len + kBlockSize - 1) / kBlockSize != e.nblocks) {
-      return fail(fmt::format("inode {}: xattr record at block {} is damaged", i.ino, e.block));
-    }
-    uint32_t crc = crc32c(rec + sizeof(uint32_t), sizeof(rh) - sizeof(uint32_t),
-                          crc32c("\0\0\0\0", 4));
-    crc = crc32c(rec + sizeof(rh), len - sizeof(rh), crc);
-    if (crc != rh.csum) {
-      return fail(fmt::format("inode {}: xattr record at block {} fails its checksum", i.ino,
-                              e.block));
-    }
-    std::string name(reinterpret_cast<const char*>(rec) + sizeof(rh), rh.namelen);
-    if (!i.xattrs.emplace(name, XattrLoc{k, e.block, e.nblocks, rh.valuelen}).second) {
-      return fail(fmt::format("inode {}: xattr \"{}\" appears twice", i.ino, name));
-    }
-    i.xattr_used[k / 64] |= uint64_t{1} << (k % 64);
+    XattrLoc loc;
+    loc.kind = XattrLoc::Kind::Table;
+    loc.entry = static_cast<uint16_t>(k);
+    loc.block = t;
+    loc.record = e.block;
+    loc.nblocks = e.nblocks;
+    std::string name;
+    if (Status s = load_record(i.ino, e.block, e.nblocks, &name, &loc.valuelen); !s) return s;
+    if (Status s = add_xattr(i, std::move(name), loc); !s) return s;
   }
+  return {};
+}
+
+Status Loader::load_xattr_slots(Inode& i, uint64_t b, uint64_t* next) {
+  XattrSlotBlockHeader h;
+  std::memcpy(&h, pool_.at<XattrSlotBlockHeader>(b * kBlockSize), sizeof(h));
+  XattrSlotBlockHeader c = h;
+  c.csum = 0;
+  if (crc32c(&c, sizeof(c)) != h.csum || h.ino != i.ino) {
+    return fail(fmt::format("inode {}: xattr slot block {} is damaged", i.ino, b));
+  }
+  *next = h.next;
+  i.xattrs.load_block(b, false);
+  const std::byte* blk = pool_.bytes(b * kBlockSize, kBlockSize).data();
+  for (uint32_t s = 0; s < kXattrSlots;) {
+    const std::byte* at = blk + sizeof(h) + s * kXattrSlotSize;
+    XattrSlotHeader e;
+    std::memcpy(&e, at, sizeof(e));
+    if (e.nslots == 0) {
+      ++s;
+      continue;
+    }
+    const bool rec = e.flags & kXattrSlotRecord;
+    const uint64_t len =
+        sizeof(e) + (rec ? sizeof(XattrRecordRef) : uint64_t(e.namelen) + e.valuelen);
+    if ((e.flags & ~kXattrSlotRecord) || e.namelen == 0 || e.namelen > 255 ||
+        e.valuelen > kXattrMaxValue || len > kXattrInlineMax || xattr_slots(len) != e.nslots ||
+        s + e.nslots > kXattrSlots) {
+      return fail(fmt::format("inode {}: xattr slot block {} slot {} is damaged", i.ino, b, s));
+    }
+    thread_local std::byte tmp[kXattrInlineMax];
+    std::memcpy(tmp, at, len);
+    std::memset(tmp, 0, sizeof(uint32_t));
+    if (crc32c(tmp, len) != e.csum) {
+      return fail(fmt::format("inode {}: xattr entry at block {} slot {} fails its checksum",
+                              i.ino, b, s));
+    }
+    XattrLoc loc;
+    loc.slot = static_cast<uint8_t>(s);
+    loc.nslots = e.nslots;
+    loc.valuelen = e.valuelen;
+    loc.block = b;
+    std::string name;
+    if (rec) {
+      XattrRecordRef ref;
+      std::memcpy(&ref, at + sizeof(e), sizeof(ref));
+      loc.kind = XattrLoc::Kind::Record;
+      loc.record = ref.block;
+      loc.nblocks = ref.nblocks;
+      uint32_t valuelen = 0;
+      if (Status st = load_record(i.ino, ref.block, ref.nblocks, &name, &valuelen); !st) return st;
+      if (name.size() != e.namelen || valuelen != e.valuelen) {
+        return fail(fmt::format("inode {}: xattr entry at block {} slot {} does not match its "
+                                "record", i.ino, b, s));
+      }
+    } else {
+      loc.kind = XattrLoc::Kind::Inline;
+      name.assign(reinterpret_cast<const char*>(at) + sizeof(e), e.namelen);
+    }
+    if (Status st = add_xattr(i, std::move(name), loc); !st) return st;
+    s += e.nslots;
+  }
+  return {};
+}
+
+// The chain: tables (the only kind, and only one, before
+// kIncompatXattrSlots) and slot blocks, each claimed (a cycle claims a block
+// twice).
+Status Loader::load_xattrs(Inode& i) {
+  const bool slots = sb_.features_incompat & kIncompatXattrSlots;
+  for (uint64_t b = i.d.xattr_block; b;) {
+    if (Status s = claim(b, 1, i.ino, "xattr chain block"); !s) return s;
+    uint32_t magic;
+    std::memcpy(&magic, pool_.at<std::byte>(b * kBlockSize + sizeof(uint32_t)), sizeof(magic));
+    uint64_t next = 0;
+    if (magic == kXattrTableMagic) {
+      if (Status s = load_xattr_table(i, b, &next); !s) return s;
+    } else if (magic == kXattrSlotBlockMagic && slots) {
+      if (Status s = load_xattr_slots(i, b, &next); !s) return s;
+    } else {
+      return fail(fmt::format("inode {}: xattr chain block {} is damaged (magic {:#x}{})", i.ino,
+                              b, magic,
+                              magic == kXattrSlotBlockMagic
+                                  ? ": a slot block, but the superblock lacks kIncompatXattrSlots"
+                                  : ""));
+    }
+    if (next && !slots) {
+      return fail(fmt::format("inode {}: xattr table {} links a chain, but the superblock lacks "
+                              "kIncompatXattrSlots", i.ino, b));
+    }
+    b = next;
+  }
+  i.xattrs.finish_load();
   return {};
 }
 

@@ -1,9 +1,10 @@
 // Step 3 of each pass: block ownership across the pool (what e2fsck's
 // passes 1B-1D and 5 do for duplicate blocks and the bitmaps). Step 2
 // claimed every block a structure uses (chain blocks, extents, xattr
-// tables and records), in inode order, then chain order; no block may be
-// claimed twice. Of two claims that overlap, the later one is dropped (its
-// extent or xattr entry cleared, its chain cut). The union of the claims is
+// tables, slot blocks and records), in inode order, then chain order; no
+// block may be claimed twice. Of two claims that overlap, the later one is
+// dropped (its extent or xattr entry cleared, its chain cut), after all of
+// them are known. The union of the claims is
 // the blocks_in_use statistic. pmfs has no on-media block bitmap: mount
 // rebuilds the allocator from the live inodes, so a block no one claims is
 // free, and there is no count to check.
@@ -36,7 +37,10 @@ std::string Pass::owner(const Claim& c) const {
       return fmt::format("directory {} directory block", c.ino);
     case Kind::XattrTable:
       return fmt::format("inode {} xattr table", c.ino);
+    case Kind::XattrSlotBlock:
+      return fmt::format("inode {} xattr slot block", c.ino);
     case Kind::XattrRecord:
+    case Kind::XattrSlotRecord:
       return fmt::format("inode {} xattr record", c.ino);
   }
   return "?";
@@ -54,17 +58,22 @@ void Pass::drop_claim(const Claim& c) {
       cut_chain(c.ino, c.ref, c.kind, c.start);
       break;
     case Kind::XattrTable:
-      patch_inode(
-          c.ino, [](DiskInode& x) { x.xattr_block = 0; },
-          "xattr table shared with another structure: xattr_block cleared, "
-          "all its "
-          "extended attributes are lost");
+    case Kind::XattrSlotBlock:
+      cut_chain(c.ino, c.ref, c.kind, c.start);
       break;
     case Kind::XattrRecord:
       zero(c.ref, sizeof(XattrEntry));
       rep_.repair(
           fmt::format("inode {}: xattr record at block {} shared with another "
                       "structure: entry cleared, attribute lost",
+                      c.ino, c.start));
+      break;
+    case Kind::XattrSlotRecord:
+      zero(c.ref,
+           kXattrSlotSize);  // an entry that refers to a record: one slot
+      rep_.repair(
+          fmt::format("inode {}: xattr record at block {} shared with another "
+                      "structure: slot entry cleared, attribute lost",
                       c.ino, c.start));
       break;
   }
@@ -83,8 +92,9 @@ void Pass::check_ownership() {
     return claims_[a].start < claims_[b].start ||
            (claims_[a].start == claims_[b].start && a < b);
   });
-  size_t reach = SIZE_MAX;  // the claim reaching furthest so far
-  uint64_t covered_to = 0;  // blocks_in_use counts the union
+  std::vector<size_t> drops;  // claims dropped, in the order found
+  size_t reach = SIZE_MAX;    // the claim reaching furthest so far
+  uint64_t covered_to = 0;    // blocks_in_use counts the union
   uint64_t in_use = 0;
   for (size_t k : order) {
     const Claim& c = claims_[k];
@@ -102,8 +112,8 @@ void Pass::check_ownership() {
       rep_.error(fmt::format("blocks {}+{} are claimed twice: by {} and by {}",
                              lo, hi - lo, owner(claims_[first]),
                              owner(claims_[later])));
-      drop_claim(claims_[later]);
       claims_[later].dropped = true;
+      drops.push_back(later);
       if (later == reach) reach = k;
       continue;
     }
@@ -111,6 +121,14 @@ void Pass::check_ownership() {
       reach = k;
   }
   stats_->blocks_in_use = in_use;
+  // Repairs once every drop is known: a claim whose parent (the block
+  // holding its pointer) was dropped is out of its chain already, and that
+  // block may now be another structure's, so it is not written.
+  for (size_t d : drops) {
+    const Claim& c = claims_[d];
+    if (c.parent != SIZE_MAX && claims_[c.parent].dropped) continue;
+    drop_claim(c);
+  }
 }
 
 }  // namespace zest::pmfs::fsck_internal

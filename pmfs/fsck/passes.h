@@ -5,7 +5,7 @@
 //   1. inodes.cc          inode slots;
 //   2. extents.cc         what each live inode points to, inode by inode in
 //      directories.cc     one loop (walk_contents, fsck.cc): extent chains,
-//      xattrs.cc          directory chains and entries, xattr tables;
+//      xattrs.cc          directory chains and entries, xattr chains;
 //   3. blocks.cc          block ownership across the pool;
 //   4. connectivity.cc    the directory tree: links, parents, link counts,
 //                         reachability, orphans;
@@ -129,13 +129,18 @@ enum class Kind : uint8_t {
   ExtentBlock,
   DirBlock,
   XattrTable,
-  XattrRecord
+  XattrSlotBlock,
+  XattrRecord,
+  XattrSlotRecord
 };
 
 // A run of blocks some structure claims. `ref` says what points at it, so a
 // repair can drop the claim: Data: pool offset of the DiskExtent;
-// ExtentBlock/DirBlock: the previous chain block (0: the inode's head);
-// XattrTable: unused; XattrRecord: pool offset of the XattrEntry.
+// ExtentBlock/DirBlock/XattrTable/XattrSlotBlock: the previous chain block
+// (0: the inode's head); XattrRecord: pool offset of the XattrEntry;
+// XattrSlotRecord: pool offset of the slot entry. `parent`, when set, is
+// the claim of the block holding that pointer: dropping that one already
+// took this claim out of the chain, so this one is not repaired again.
 struct Claim {
   uint64_t start;
   uint64_t count;
@@ -144,6 +149,7 @@ struct Claim {
   uint64_t file_block;  // Data only
   Kind kind;
   bool dropped = false;
+  size_t parent = SIZE_MAX;
 };
 
 enum class State : uint8_t { Free, Bad, Live };
@@ -183,6 +189,8 @@ class Pass {
       : view_(view), sb_(sb), repair_(repair), rep_(rep), stats_(stats) {}
 
   void run();  // fsck.cc
+  // Feature bits this pass set in the superblocks (repair).
+  uint64_t features_set() const { return features_set_; }
 
  private:
   struct Live {
@@ -265,7 +273,18 @@ class Pass {
   void clear_dirent(uint64_t dir, uint64_t off, size_t nslots,
                     const std::string& why);
   // xattrs.cc
-  void walk_xattrs(uint64_t ino, uint64_t table);
+  void walk_xattrs(uint64_t ino, uint64_t head);
+  void check_xattr_table(uint64_t ino, uint64_t table, size_t table_claim,
+                         std::unordered_set<std::string>* names);
+  size_t check_xattr_slot(uint64_t ino, uint64_t b, size_t slot,
+                          size_t block_claim,
+                          std::unordered_set<std::string>* names);
+  std::string xattr_record_problem(uint64_t block, uint32_t nblocks,
+                                   std::string* name, uint32_t* valuelen,
+                                   uint64_t* need);
+  std::string xattr_name_problem(const std::string& name,
+                                 std::unordered_set<std::string>* names);
+  void check_xattr_feature();
 
   // --- 3. block ownership across the pool (blocks.cc) ------------------------
   size_t claim(uint64_t start, uint64_t count, uint64_t ino, uint64_t ref,
@@ -321,6 +340,9 @@ class Pass {
   std::vector<Claim> claims_;
   std::vector<Entry> entries_;
   std::vector<size_t> by_dir_;  // indices into entries_, by directory
+  bool xattr_chains_ = false;   // slot blocks or chained tables seen
+  uint64_t features_set_ = 0;
+  std::vector<std::byte> scratch_;  // an xattr record being checked
 };
 
 }  // namespace zest::pmfs::fsck_internal

@@ -71,38 +71,52 @@ void Pass::zero(uint64_t off, size_t len) {
 }
 
 // Ends a chain before `block`: `prev` == 0 clears the inode's head field.
+// Any xattr kind stands for the xattr chain (whose blocks are tables and
+// slot blocks).
 void Pass::cut_chain(uint64_t ino, uint64_t prev, Kind kind, uint64_t block) {
   if (!repair_) return;
-  const char* what = kind == Kind::ExtentBlock ? "extent" : "directory";
+  const bool xattr = kind == Kind::XattrTable || kind == Kind::XattrSlotBlock;
+  const char* what = kind == Kind::ExtentBlock ? "extent"
+                     : xattr                   ? "xattr"
+                                               : "directory";
   if (prev == 0) {
     patch_inode(
         ino,
         [&](DiskInode& d) {
           if (kind == Kind::ExtentBlock) {
             d.extent_head = 0;
+          } else if (xattr) {
+            d.xattr_block = 0;
           } else {
             d.dir_head = 0;
           }
         },
         fmt::format("{} chain cleared at its head (block {}); everything it "
-                    "mapped is lost",
-                    what, block));
+                    "{} is lost",
+                    what, block, xattr ? "held" : "mapped"));
     return;
   }
-  // Both chain headers keep `next` at the same offset.
+  // Every chain header keeps `next` at the same offset.
   static_assert(offsetof(ExtentBlockHeader, next) ==
                 offsetof(DirBlockHeader, next));
+  static_assert(offsetof(XattrTableHeader, next) ==
+                offsetof(DirBlockHeader, next));
+  static_assert(offsetof(XattrSlotBlockHeader, next) ==
+                offsetof(DirBlockHeader, next));
   uint64_t hoff = prev * kBlockSize;
+  auto relink = [&](auto h) {
+    h.next = 0;
+    h.csum = csum_of(h);
+    view_.write_pool(hoff, &h, sizeof(h));
+  };
   if (kind == Kind::ExtentBlock) {
-    auto h = view_.get<ExtentBlockHeader>(hoff);
-    h.next = 0;
-    h.csum = csum_of(h);
-    view_.write_pool(hoff, &h, sizeof(h));
+    relink(view_.get<ExtentBlockHeader>(hoff));
+  } else if (!xattr) {
+    relink(view_.get<DirBlockHeader>(hoff));
+  } else if (view_.get<uint32_t>(hoff + sizeof(uint32_t)) == kXattrTableMagic) {
+    relink(view_.get<XattrTableHeader>(hoff));
   } else {
-    auto h = view_.get<DirBlockHeader>(hoff);
-    h.next = 0;
-    h.csum = csum_of(h);
-    view_.write_pool(hoff, &h, sizeof(h));
+    relink(view_.get<XattrSlotBlockHeader>(hoff));
   }
   rep_.repair(fmt::format(
       "inode {}: {} chain cut after block {} (block {} and the rest of "

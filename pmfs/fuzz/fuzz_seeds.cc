@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   };
   const uint64_t a = ino_of("a.txt"), docs = ino_of("docs"),
                  src = ino_of("src");
+  const uint64_t main_cc =
+      img.get<DirentHeader>(img.dirent_offset(src, "main.cc")).ino;
   std::vector<Seed> seeds = {
       {"clean", {0}},
       {"sb-a-flip", patch(0, 8, {0x02})},
@@ -94,6 +96,18 @@ int main(int argc, char** argv) {
                      kBlockSize +
                  offsetof(XattrRecordHeader, valuelen),
              le(70000, 4))},
+      {"xattr-slot-nslots", patch(R,
+                                  img.xattr_slot_offset(a, "user.packed") +
+                                      offsetof(XattrSlotHeader, nslots),
+                                  {5})},
+      {"xattr-slot-record", patch(R,
+                                  img.xattr_slot_offset(main_cc, "user.rec") +
+                                      sizeof(XattrSlotHeader),
+                                  le(img.sb().data_start, 8))},
+      {"xattr-chain-loop", patch(R,
+                                 img.xattr_chain(a).back() * kBlockSize +
+                                     offsetof(XattrSlotBlockHeader, next),
+                                 le(img.xattr_chain(a).front(), 8))},
   };
   for (const auto& s : seeds) {
     std::ofstream out(dir + "/" + s.name, std::ios::binary);

@@ -41,6 +41,11 @@ uint32_t dirent_csum(const DirentHeader& h, std::string_view name) {
 }
 void seal_extent(DiskExtent* e) { e->csum = csum_of(*e); }
 void seal_xattr_entry(XattrEntry* e) { e->csum = csum_of(*e); }
+void seal_xattr_slot(std::byte* entry, size_t len) {
+  std::memset(entry, 0, sizeof(uint32_t));
+  const uint32_t c = crc32c(entry, len);
+  std::memcpy(entry, &c, sizeof(c));
+}
 
 Result<ImageBuilder> ImageBuilder::create(uint64_t size,
                                           const MkfsOptions& options,
@@ -354,6 +359,135 @@ void ImageBuilder::set_xattr(uint64_t ino, std::string_view name,
   abort();  // table full: not needed by any test
 }
 
+uint64_t ImageBuilder::add_xattr_slot(uint64_t ino, std::string_view name,
+                                      std::string_view value) {
+  // The entry: header, then the name and value, or a record reference.
+  std::vector<std::byte> entry(kXattrInlineMax, std::byte{0});
+  XattrSlotHeader h{};
+  h.namelen = static_cast<uint16_t>(name.size());
+  h.valuelen = static_cast<uint32_t>(value.size());
+  size_t len = sizeof(h) + name.size() + value.size();
+  if (len <= kXattrInlineMax) {
+    std::memcpy(entry.data() + sizeof(h), name.data(), name.size());
+    std::memcpy(entry.data() + sizeof(h) + name.size(), value.data(),
+                value.size());
+  } else {
+    const uint64_t rlen =
+        sizeof(XattrRecordHeader) + name.size() + value.size();
+    const uint32_t nblocks =
+        static_cast<uint32_t>((rlen + kBlockSize - 1) / kBlockSize);
+    const uint64_t rb = alloc(nblocks);
+    for (uint32_t i = 0; i < nblocks; ++i) metadata_blocks_.push_back(rb + i);
+    std::vector<std::byte> rec(rlen);
+    XattrRecordHeader rh{};
+    rh.namelen = h.namelen;
+    rh.valuelen = h.valuelen;
+    std::memcpy(rec.data(), &rh, sizeof(rh));
+    std::memcpy(rec.data() + sizeof(rh), name.data(), name.size());
+    std::memcpy(rec.data() + sizeof(rh) + name.size(), value.data(),
+                value.size());
+    rh.csum = crc32c(rec.data(), rec.size());
+    std::memcpy(rec.data(), &rh, sizeof(rh));
+    write(rb * kBlockSize, rec.data(), rec.size());
+    h.flags = kXattrSlotRecord;
+    const XattrRecordRef ref{rb, nblocks, 0};
+    std::memcpy(entry.data() + sizeof(h), &ref, sizeof(ref));
+    len = sizeof(h) + sizeof(ref);
+  }
+  h.nslots = static_cast<uint8_t>((len + kXattrSlotSize - 1) / kXattrSlotSize);
+  std::memcpy(entry.data(), &h, sizeof(h));
+  seal_xattr_slot(entry.data(), len);
+
+  // The place: a run of free slots in the last block of the chain.
+  const std::vector<uint64_t> chain = xattr_chain(ino);
+  const uint64_t last = chain.empty() ? 0 : chain.back();
+  if (last != 0 &&
+      get<uint32_t>(last * kBlockSize + 4) == kXattrSlotBlockMagic) {
+    std::vector<bool> used(kXattrSlots, false);
+    for (size_t s = 0; s < kXattrSlots;) {
+      auto e =
+          get<XattrSlotHeader>(last * kBlockSize + (s + 1) * kXattrSlotSize);
+      if (e.nslots == 0) {
+        ++s;
+        continue;
+      }
+      for (size_t k = s; k < s + e.nslots && k < kXattrSlots; ++k)
+        used[k] = true;
+      s += e.nslots;
+    }
+    for (size_t s = 0; s + h.nslots <= kXattrSlots; ++s) {
+      bool free = true;
+      for (size_t k = s; k < s + h.nslots; ++k) free = free && !used[k];
+      if (!free) continue;
+      const uint64_t off = last * kBlockSize + (s + 1) * kXattrSlotSize;
+      write(off, entry.data(), h.nslots * kXattrSlotSize);
+      return off;
+    }
+  }
+  // A new slot block at the tail.
+  const uint64_t nb = alloc(1);
+  metadata_blocks_.push_back(nb);
+  XattrSlotBlockHeader bh{};
+  bh.magic = kXattrSlotBlockMagic;
+  bh.ino = ino;
+  bh.csum = csum_of(bh);
+  write(nb * kBlockSize, &bh, sizeof(bh));
+  if (last == 0) {
+    DiskInode d = inode(ino);
+    d.xattr_block = nb;
+    put_inode(ino, d);
+  } else if (get<uint32_t>(last * kBlockSize + 4) == kXattrTableMagic) {
+    auto th = get<XattrTableHeader>(last * kBlockSize);
+    th.next = nb;
+    th.csum = csum_of(th);
+    write(last * kBlockSize, &th, sizeof(th));
+  } else {
+    auto sh = get<XattrSlotBlockHeader>(last * kBlockSize);
+    sh.next = nb;
+    sh.csum = csum_of(sh);
+    write(last * kBlockSize, &sh, sizeof(sh));
+  }
+  const uint64_t off = nb * kBlockSize + kXattrSlotSize;
+  write(off, entry.data(), h.nslots * kXattrSlotSize);
+  return off;
+}
+
+std::vector<uint64_t> ImageBuilder::xattr_chain(uint64_t ino) const {
+  std::vector<uint64_t> out;
+  // `next` lies at the same offset in tables and slot blocks.
+  for (uint64_t b = inode(ino).xattr_block; b != 0 && out.size() < 10000;
+       b = get<XattrSlotBlockHeader>(b * kBlockSize).next) {
+    out.push_back(b);
+  }
+  return out;
+}
+
+uint64_t ImageBuilder::xattr_slot_offset(uint64_t ino,
+                                         std::string_view name) const {
+  for (uint64_t b : xattr_chain(ino)) {
+    if (get<uint32_t>(b * kBlockSize + 4) != kXattrSlotBlockMagic) continue;
+    for (size_t s = 0; s < kXattrSlots;) {
+      const uint64_t off = b * kBlockSize + (s + 1) * kXattrSlotSize;
+      auto h = get<XattrSlotHeader>(off);
+      if (h.nslots == 0) {
+        ++s;
+        continue;
+      }
+      std::string n(h.namelen, '\0');
+      if (h.flags & kXattrSlotRecord) {
+        auto ref = get<XattrRecordRef>(off + sizeof(h));
+        read(ref.block * kBlockSize + sizeof(XattrRecordHeader), n.data(),
+             n.size());
+      } else {
+        read(off + sizeof(h), n.data(), n.size());
+      }
+      if (n == name) return off;
+      s += h.nslots;
+    }
+  }
+  return 0;
+}
+
 uint64_t ImageBuilder::dirent_offset(uint64_t dir,
                                      std::string_view name) const {
   for (uint64_t b = inode(dir).dir_head; b != 0;
@@ -467,6 +601,12 @@ const ImageBuilder& standard_image() {
     b->set_xattr(docs, "security.selinux", "system_u:object_r:doc_t");
     for (int i = 0; i < 20; ++i)
       b->create_file(deep, fmt::format("f{:02}", i), 0, 0);
+    // Slot blocks (kIncompatXattrSlots): one chained after a.txt's table,
+    // and main.cc's chain of small and record-backed attributes.
+    b->add_xattr_slot(a, "user.packed", "in a slot block");
+    b->add_xattr_slot(main, "user.s1", "one");
+    b->add_xattr_slot(main, "user.s2", std::string(300, 's'));
+    b->add_xattr_slot(main, "user.rec", std::string(1000, 'r'));
     // A committed and applied transaction: touch the root's mtime, so the
     // journal holds real records for the fuzzer to damage.
     DiskInode root = b->inode(kRootIno);
@@ -580,6 +720,41 @@ void reseal(std::span<std::byte> image) {
         e.csum = dirent_csum(
             e, {reinterpret_cast<const char*>(at(off + sizeof(e))), namelen});
         std::memcpy(at(off), &e, sizeof(e));
+        s += e.nslots;
+      }
+    } else if (magic == kXattrSlotBlockMagic) {
+      XattrSlotBlockHeader h;
+      std::memcpy(&h, at(boff), sizeof(h));
+      h.csum = csum_of(h);
+      std::memcpy(at(boff), &h, sizeof(h));
+      for (size_t s = 0; s < kXattrSlots;) {
+        uint64_t off = boff + (s + 1) * kXattrSlotSize;
+        XattrSlotHeader e;
+        std::memcpy(&e, at(off), sizeof(e));
+        if (e.nslots == 0 || e.nslots > kXattrSlots - s) {
+          ++s;
+          continue;
+        }
+        const bool rec = e.flags & kXattrSlotRecord;
+        size_t len = sizeof(e) + (rec ? sizeof(XattrRecordRef)
+                                      : size_t(e.namelen) + e.valuelen);
+        len = std::min<size_t>(len, e.nslots * kXattrSlotSize);
+        seal_xattr_slot(at(off), len);
+        if (rec && len >= sizeof(e) + sizeof(XattrRecordRef)) {
+          XattrRecordRef ref;
+          std::memcpy(&ref, at(off + sizeof(e)), sizeof(ref));
+          if (ref.block < total) {
+            uint64_t roff = ref.block * kBlockSize;
+            XattrRecordHeader r;
+            std::memcpy(&r, at(roff), sizeof(r));
+            uint64_t rlen = sizeof(r) + uint64_t(r.namelen) + r.valuelen;
+            if (fits(roff, rlen)) {
+              std::memset(at(roff), 0, 4);
+              r.csum = crc32c(at(roff), rlen);
+              std::memcpy(at(roff), &r.csum, 4);
+            }
+          }
+        }
         s += e.nslots;
       }
     } else if (magic == kXattrTableMagic) {

@@ -65,7 +65,15 @@ class ImageBuilder {
   uint64_t mkfifo(uint64_t parent, std::string_view name);
   // A hard link: a new entry and nlink + 1.
   void link(uint64_t parent, std::string_view name, uint64_t ino);
+  // An attribute in an XattrTable (the format before kIncompatXattrSlots;
+  // the inode's chain must be empty or that one table).
   void set_xattr(uint64_t ino, std::string_view name, std::string_view value);
+  // An attribute in a slot block at the tail of the inode's xattr chain (a
+  // new one when the tail is a table or has no room): whole in its entry up
+  // to kXattrInlineMax, else in a record the entry refers to. Returns the
+  // pool offset of the entry.
+  uint64_t add_xattr_slot(uint64_t ino, std::string_view name,
+                          std::string_view value);
 
   // --- the pieces ----------------------------------------------------------
   uint64_t alloc(uint64_t nblocks);  // bump allocator over the data region
@@ -87,6 +95,10 @@ class ImageBuilder {
   uint64_t extent_offset(
       uint64_t ino, size_t index) const;  // index-th used slot, chain order
   uint64_t xattr_entry_offset(uint64_t ino, size_t index) const;
+  // The slot entry (XattrSlotHeader) named `name` in the inode's chain.
+  uint64_t xattr_slot_offset(uint64_t ino, std::string_view name) const;
+  // The inode's xattr chain blocks, in chain order.
+  std::vector<uint64_t> xattr_chain(uint64_t ino) const;
   uint64_t inode_off(uint64_t ino) const { return inode_offset(sb_, ino); }
   // Blocks holding metadata (superblocks, journal header, used inode-table
   // blocks, chain blocks, xattr tables and records): where mutations matter.
@@ -123,6 +135,8 @@ class ImageBuilder {
 uint32_t dirent_csum(const DirentHeader& h, std::string_view name);
 void seal_extent(DiskExtent* e);
 void seal_xattr_entry(XattrEntry* e);
+// Seals the slot entry of `len` bytes (header included) at `entry`.
+void seal_xattr_slot(std::byte* entry, size_t len);
 
 // The image the fuzzers patch: 1 MiB, built once per process.
 const ImageBuilder& standard_image();

@@ -197,6 +197,8 @@ std::string CrashChecker::recover_and_check(std::span<const std::byte> image,
   auto t = Clock::now();
   pmfs::Options fo;
   fo.recorder = recorder;
+  // No atime updates, as in the recording (workload.cc).
+  fo.atime.mode = fs::AtimePolicy::Mode::None;
   pmfs::PmFs::Usage usage;
   {
     if (!load(image)) return "  cannot write the scratch pool\n";

@@ -73,6 +73,13 @@ struct WorkloadOptions {
 void random_workload(RecordedRun& run, std::mt19937_64& rng,
                      const WorkloadOptions& options);
 
+// Many xattrs on one new file /x, one operation each: small ones set until
+// they fill several slot blocks, then replaced across kinds (a larger
+// value in the same block or another, a record of whole blocks, back to a
+// small one), a run of them removed (emptying a block in the middle of the
+// chain), new ones set, and finally all removed (the chain freed).
+void xattr_workload(RecordedRun& run, std::mt19937_64& rng);
+
 // A human-readable errno name ("ENOENT"), or "ok" for 0.
 std::string errno_name(int err);
 

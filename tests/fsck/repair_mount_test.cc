@@ -7,16 +7,18 @@
 // hold what the file system really writes: files of several sizes,
 // fragmented ones with more extents than one chain block holds, holes,
 // fallocated (unwritten) ranges, short and long symlinks, nested and large
-// directories, hard links, small and large xattrs, devices, fifos, sockets,
+// directories, hard links, small and large xattrs (one inode with a chain
+// of xattr slot blocks), devices, fifos, sockets,
 // an orphan, and a committed journal transaction. Each round copies one of
 // them, damages it (fields of inodes, extent blocks, directory blocks, xattr
-// tables and records, long symlink blocks, the journal, one superblock copy,
-// set to values chosen to reach checks: bit flips, small and huge numbers,
-// numbers of blocks and inodes in use; whole structures zeroed or copied
-// over others; half the time with every checksum resealed afterwards, as
-// the fuzz replay drivers do, so the damage reaches the checks behind the
-// checksums), and repairs, checks, mounts and walks it. A third of the
-// rounds then damage the repaired pool again (up to four generations).
+// slot blocks and their entries, tables and records, long symlink blocks, the
+// journal, one superblock copy, set to values chosen to reach checks: bit
+// flips, small and huge numbers, numbers of blocks and inodes in use; whole
+// structures zeroed or copied over others; half the time with every checksum
+// resealed afterwards, as the fuzz replay drivers do, so the damage reaches the
+// checks behind the checksums), and repairs, checks, mounts and walks it. A
+// third of the rounds then damage the repaired pool again (up to four
+// generations).
 //
 // Rounds are seeded deterministically; a failing round prints its seed.
 //   FsckRepairMountTest.*   kDefaultRounds rounds (about 5 s)
@@ -157,6 +159,25 @@ class TreeBuilder {
           h_.setxattr(ino, fmt::format("user.x{}", i), pattern(rng_(), len)),
           0);
     }
+    // One inode with many: a chain of slot blocks, small entries (some
+    // replaced by larger ones, some removed) and record references.
+    const fs::Ino many = files_[rng_() % files_.size()];
+    const int nattrs = 150 + int(rng_() % 100);
+    for (int i = 0; i < nattrs; ++i) {
+      const size_t len = i % 25 == 0 ? 600 + rng_() % 6000 : rng_() % 40;
+      ASSERT_EQ(
+          h_.setxattr(many, fmt::format("user.m{}", i), pattern(rng_(), len)),
+          0);
+    }
+    for (int i = 0; i < nattrs; i += 7) {
+      if (i % 2) {
+        ASSERT_EQ(h_.removexattr(many, fmt::format("user.m{}", i)), 0);
+      } else {
+        ASSERT_EQ(
+            h_.setxattr(many, fmt::format("user.m{}", i), pattern(rng_(), 300)),
+            0);
+      }
+    }
     // Changes that leave free slots and freed blocks behind.
     ASSERT_EQ(h_.unlink(big->ino, h_.list(big->ino)[5]), 0);
     (void)h_.rename(fs::kRootIno, "f1", dirs_[1], "f1-moved");
@@ -268,6 +289,8 @@ enum class Where : uint8_t {
   XattrHeader,
   XattrEntry,
   XattrRecord,
+  XattrSlotHeader,
+  XattrSlot,
   SymlinkBlock,
   JournalHeader,
   JournalRecords,
@@ -326,6 +349,17 @@ const std::vector<Field>& fields_of(Where w) {
        {{offsetof(XattrRecordHeader, namelen), 2},
         {offsetof(XattrRecordHeader, valuelen), 4},
         {sizeof(XattrRecordHeader), 1}}},
+      {Where::XattrSlotHeader,
+       {{offsetof(XattrSlotBlockHeader, magic), 4},
+        {offsetof(XattrSlotBlockHeader, ino), 8},
+        {offsetof(XattrSlotBlockHeader, next), 8}}},
+      {Where::XattrSlot,
+       {{offsetof(XattrSlotHeader, nslots), 1},
+        {offsetof(XattrSlotHeader, flags), 1},
+        {offsetof(XattrSlotHeader, namelen), 2},
+        {offsetof(XattrSlotHeader, valuelen), 4},
+        {sizeof(XattrSlotHeader), 8},        // name, or the record's block
+        {sizeof(XattrSlotHeader) + 8, 4}}},  // name, or its nblocks
       {Where::SymlinkBlock, {{0, 1}, {100, 8}}},
       {Where::JournalHeader,
        {{offsetof(JournalHeader, magic), 8},
@@ -397,8 +431,32 @@ class TargetMap {
           s += e.nslots;
         }
       });
-      if (d.xattr_block != 0) {
-        const uint64_t t = d.xattr_block * kBlockSize;
+      // The xattr chain: tables and slot blocks (`next` at the same
+      // offset in both).
+      std::unordered_set<uint64_t> xseen;
+      for (uint64_t b = d.xattr_block;
+           b != 0 && b < sb_.total_blocks && xseen.insert(b).second;
+           b = get<XattrSlotBlockHeader>(b * kBlockSize).next) {
+        const uint64_t t = b * kBlockSize;
+        if (get<uint32_t>(t + 4) == kXattrSlotBlockMagic) {
+          add(Where::XattrSlotHeader, t, sizeof(XattrSlotBlockHeader));
+          for (size_t s = 0; s < kXattrSlots;) {
+            const uint64_t eo = t + (s + 1) * kXattrSlotSize;
+            const auto e = get<XattrSlotHeader>(eo);
+            if (e.nslots == 0) {
+              ++s;
+              continue;
+            }
+            add(Where::XattrSlot, eo, e.nslots * kXattrSlotSize);
+            if (e.flags & kXattrSlotRecord) {
+              const auto ref = get<XattrRecordRef>(eo + sizeof(e));
+              add(Where::XattrRecord, ref.block * kBlockSize,
+                  sizeof(XattrRecordHeader) + 8);
+            }
+            s += e.nslots;
+          }
+          continue;
+        }
         add(Where::XattrHeader, t, sizeof(XattrTableHeader));
         for (size_t k = 0; k < kXattrsPerTable; ++k) {
           const uint64_t eo =
