@@ -16,7 +16,9 @@
 //
 // Permission checks on access are done by the kernel (default_permissions);
 // a file system applies ownership rules of its own (setgid directories,
-// clearing set-id bits) and `mode` arrives with the umask already applied.
+// clearing set-id bits). `mode` arrives with the umask already applied,
+// except for file systems that declare Capabilities::posix_acl, which apply
+// Context::umask themselves (a default ACL of the parent replaces it).
 //
 // Methods may be called concurrently from several worker threads, also for
 // the same inode: a file system locks what it needs (per inode, not global).
@@ -96,10 +98,11 @@ class FileSystem {
   }
 
   // --- extended attributes ----------------------------------------------
-  // flags: XATTR_CREATE / XATTR_REPLACE.
+  // flags: XATTR_CREATE / XATTR_REPLACE. ext_flags: kXattrAclKillSgid (only
+  // with Capabilities::posix_acl, when setting an ACL).
   virtual void setxattr(const Context&, Ino /*ino*/, std::string_view /*name*/,
-                        std::span<const std::byte> /*value*/,
-                        uint32_t /*flags*/, StatusReply r) { r.error(ENOSYS); }
+                        std::span<const std::byte> /*value*/, uint32_t /*flags*/,
+                        uint32_t /*ext_flags*/, StatusReply r) { r.error(ENOSYS); }
   // size 0: answer ok_size(); else the value or ERANGE.
   virtual void getxattr(const Context&, Ino /*ino*/, std::string_view /*name*/,
                         uint32_t /*size*/, XattrReply r) { r.error(ENOSYS); }

@@ -18,6 +18,12 @@ struct Context {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint32_t pid = 0;
+  // mknod, mkdir, create and tmpfile: the caller's umask (0 in every other
+  // call). A file system with Capabilities::posix_acl applies it itself,
+  // unless the parent directory has a default ACL (fs/posix_acl.h,
+  // acl_inherit); for the others the kernel applied it already and applying
+  // it again changes nothing.
+  uint32_t umask = 0;
 };
 
 // Attributes of an inode, as stat(2) shows them.
@@ -61,7 +67,9 @@ enum class IoMode : uint8_t {
 struct OpenInfo {
   uint64_t fh = 0;  // file system's handle, given back on every call
   IoMode mode = IoMode::Direct;
-  bool keep_cache = false;   // Cached: do not drop the page cache on open
+  // Page cache (Cached, and Direct's buffered opens): do not drop the
+  // kernel's cached pages of the file at this open.
+  bool keep_cache = false;
   bool nonseekable = false;
   bool parallel_direct_writes = true;  // O_DIRECT opens: no inode lock
   int backing_fd = -1;  // Passthrough: the file the kernel should use
@@ -93,6 +101,11 @@ struct SetAttr {
   uint64_t fh = 0;
 };
 
+// setxattr's `ext_flags`: what the kernel asks beyond storing the value.
+// The caller is neither in the file's group nor privileged: setting an
+// access ACL also clears S_ISGID (FUSE_SETXATTR_ACL_KILL_SGID).
+inline constexpr uint32_t kXattrAclKillSgid = 1u << 0;
+
 struct StatFs {
   uint64_t blocks = 0;  // in units of frsize
   uint64_t bfree = 0;
@@ -114,6 +127,10 @@ struct Capabilities {
   // stops asking for security.capability before every buffered write
   // (FUSE_HANDLE_KILLPRIV_V2 sets SB_NOSEC): one round trip less per write.
   bool kills_suid = false;
+  // Every change to file data comes through this mount (memfs, pmfs; not
+  // mirrorfs, whose backing files others may change). The kernel then does
+  // not revalidate its page cache against mtime and size.
+  bool sole_writer = false;
   uint32_t max_write = 1u << 20;
   // Reads answered with DataReply::ok_fd may be spliced from the file to
   // /dev/fuse (FUSE_SPLICE_WRITE) when at least `splice_min` bytes long;
@@ -124,6 +141,13 @@ struct Capabilities {
   // default threshold.
   bool splice_write = false;
   uint32_t splice_min = 32 * 1024;
+  // The file system stores POSIX ACLs as the xattrs system.posix_acl_access
+  // and system.posix_acl_default and keeps them consistent with the mode
+  // (fs/posix_acl.h). The kernel then checks permissions against them
+  // (FUSE_POSIX_ACL, which also turns on default_permissions), leaves the
+  // umask to the file system (FUSE_DONT_MASK; Context::umask) and says when
+  // an ACL change must clear S_ISGID (FUSE_SETXATTR_EXT, kXattrAclKillSgid).
+  bool posix_acl = false;
 };
 
 }  // namespace zest::fs

@@ -7,6 +7,7 @@
 #include <shared_mutex>
 
 #include "fs/xattr_rules.h"
+#include "memfs/acl.h"
 #include "memfs/mem_fs.h"
 
 namespace zest::memfs {
@@ -52,12 +53,20 @@ void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
       changed = true;
     }
   }
-  if (s.valid & A::kMode) i->mode = i->type | (s.mode & 07777);
+  if (s.valid & A::kMode) {
+    i->mode = i->type | (s.mode & 07777);
+    chmod_acl(*i);
+  }
   if (s.valid & A::kUid) i->uid = s.uid;
   if (s.valid & A::kGid) i->gid = s.gid;
   // chown of a non-directory drops set-id bits (chown_common), as does a
   // truncation the kernel marks so.
-  if (((s.valid & (A::kUid | A::kGid)) && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
+  // chown(2) of a non-directory drops set-id bits, also chown(f, -1, -1).
+  // With FUSE_HANDLE_KILLPRIV_V2 the kernel sends that one, and the
+  // privilege drop before a write by a caller without CAP_FSETID, as a
+  // SETATTR that changes nothing (valid 0), leaving the bits to us.
+  const bool chown_like = (s.valid & (A::kUid | A::kGid)) || s.valid == 0;
+  if ((chown_like && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
     if (i->kill_suid_sgid()) changed = true;
   }
   if (s.valid & A::kAtime) i->atime = s.atime;
@@ -120,7 +129,7 @@ void MemFs::statfs(const fs::Context&, fs::Ino, fs::StatfsReply r) {
 
 void MemFs::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
                      std::span<const std::byte> value, uint32_t flags,
-                     fs::StatusReply r) {
+                     uint32_t ext_flags, fs::StatusReply r) {
   if (flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return r.error(EINVAL);
   Result<XattrNs> ns = xattr_namespace(name);
   if (!ns) return r.error(ns.error().value);
@@ -129,6 +138,10 @@ void MemFs::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
   if (!i) return r.error(ENOENT);
   if (int err = xattr_permission(ctx, *i, *ns, true)) return r.error(err);
   std::unique_lock lock(i->mu);
+  if (std::optional<fs::AclType> acl = fs::acl_type(name)) {
+    if (int err = set_acl(ctx, *i, *acl, value, ext_flags)) return r.error(err);
+    return r.ok();
+  }
   auto it = i->xattrs.find(name);
   if (it != i->xattrs.end() && (flags & XATTR_CREATE)) return r.error(EEXIST);
   if (it == i->xattrs.end() && (flags & XATTR_REPLACE)) return r.error(ENODATA);
@@ -172,6 +185,10 @@ void MemFs::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
   if (!i) return r.error(ENOENT);
   if (int err = xattr_permission(ctx, *i, *ns, true)) return r.error(err);
   std::unique_lock lock(i->mu);
+  if (std::optional<fs::AclType> acl = fs::acl_type(name)) {
+    if (int err = remove_acl(ctx, *i, *acl)) return r.error(err);
+    return r.ok();
+  }
   auto it = i->xattrs.find(name);
   if (it == i->xattrs.end()) return r.error(ENODATA);
   i->xattrs.erase(it);

@@ -37,8 +37,9 @@ void MemFs::open(const fs::Context& ctx, fs::Ino ino, uint32_t flags,
   std::unique_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
   truncate_on_open(ctx, *i, flags);
+  fs::OpenInfo o = open_info(flags, i.get());
   ++i->open_count;
-  r.ok(open_info(flags));
+  r.ok(o);
 }
 
 void MemFs::create(const fs::Context& ctx, fs::Ino parent, std::string_view name,
@@ -67,8 +68,9 @@ void MemFs::open_existing(fs::Ino parent, std::string_view name, uint32_t flags,
   std::unique_lock lock(c->mu);
   if (c->freed) return r.error(ENOENT);
   truncate_on_open(ctx, *c, flags);
+  fs::OpenInfo o = open_info(flags, c.get());
   ++c->open_count;
-  r.ok(entry_of(*c), open_info(flags));
+  r.ok(entry_of(*c), o);
 }
 
 void MemFs::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode,

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "memfs/acl.h"
+
 namespace zest::memfs {
 
 InodeLocks::InodeLocks(Inode* a, Inode* b, Inode* c, Inode* d) {
@@ -62,6 +64,8 @@ fs::Capabilities MemFs::capabilities() const {
   c.writeback_cache = opts_.writeback_cache;
   c.export_support = true;
   c.kills_suid = true;  // write flag, kKillSuidGid, chown (attr_ops.cc)
+  c.sole_writer = true;
+  c.posix_acl = true;   // memfs/acl.h
   return c;
 }
 
@@ -84,11 +88,19 @@ fs::Entry MemFs::entry_of(Inode& i) {
   return e;
 }
 
-fs::OpenInfo MemFs::open_info(uint32_t flags) const {
+fs::OpenInfo MemFs::open_info(uint32_t flags, const Inode* existing) const {
   fs::OpenInfo o;
   if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = opts_.io_mode;
-  o.keep_cache = opts_.io_mode == fs::IoMode::Cached;
+  // Every change to the data comes through this mount, so the kernel keeps
+  // its cached pages across opens: a cache dropped while another open file
+  // writes through it can be refilled with the old bytes (docs/
+  // architecture.md, "I/O modes and coherence"). Except when no other open
+  // file exists, so no write can be in flight, and the atime policy wants
+  // the next read to reach us.
+  o.keep_cache = !(existing && existing->open_count == 0 && !(flags & O_NOATIME) &&
+                   fs::atime_needs_update(opts_.atime, false, existing->atime,
+                                          existing->mtime, existing->ctime, now()));
   return o;
 }
 
@@ -107,6 +119,7 @@ void MemFs::init_owner(const fs::Context& ctx, const Inode& parent, Inode& i) {
     i.gid = parent.gid;
     if (i.is_dir()) i.mode |= S_ISGID;
   }
+  inherit_acls(ctx, parent, i);  // the umask, or the parent's default ACL
 }
 
 void MemFs::forget(fs::Ino ino) {
@@ -134,6 +147,9 @@ void MemFs::do_lookup(fs::Ino parent, std::string_view name, fs::EntryReply r) {
   InodePtr child;
   {
     std::shared_lock lock(p->mu);
+    // "." of any inode: how the kernel resolves a file handle
+    // (open_by_handle_at, NFS export) whose inode it no longer caches.
+    if (name == "." && !p->freed) return r.ok(entry_of(*p));
     if (!p->is_dir()) return r.error(ENOTDIR);
     if (name == ".") {
       child = p;

@@ -100,7 +100,7 @@ class MemFs final : public fs::FileSystem {
 
   void setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                 std::span<const std::byte> value, uint32_t flags,
-                fs::StatusReply r) override;
+                uint32_t ext_flags, fs::StatusReply r) override;
   void getxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                 uint32_t size, fs::XattrReply r) override;
   void listxattr(const fs::Context&, fs::Ino ino, uint32_t size,
@@ -148,10 +148,13 @@ class MemFs final : public fs::FileSystem {
   // The Entry for `i`, recording that the kernel now holds a reference.
   // Caller holds i.mu (shared is enough).
   fs::Entry entry_of(Inode& i);
-  fs::OpenInfo open_info(uint32_t open_flags = 0) const;
+  // The open of a new file (existing null), or of `existing`, whose lock
+  // the caller holds, before its open_count counts this open.
+  fs::OpenInfo open_info(uint32_t open_flags = 0, const Inode* existing = nullptr) const;
   // Frees `i` if nothing refers to it any more. Caller holds i.mu exclusively.
   void maybe_free(Inode& i);
-  // Fills in owner, group and the setgid bit for a new inode in `parent`.
+  // Fills in owner, group and the setgid bit for a new inode in `parent`,
+  // and applies the umask or the parent's default ACL (memfs/acl.h).
   static void init_owner(const fs::Context& ctx, const Inode& parent, Inode& i);
   // Creates and names a new inode (mknod/mkdir/symlink/create). On success
   // *entry is filled; the inode starts with open_count = `opened`.

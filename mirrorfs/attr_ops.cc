@@ -145,7 +145,7 @@ void MirrorFs::statfs(const fs::Context&, fs::Ino ino, fs::StatfsReply r) {
 
 void MirrorFs::setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                         std::span<const std::byte> value, uint32_t flags,
-                        fs::StatusReply r) {
+                        uint32_t /*ext_flags*/, fs::StatusReply r) {
   if (!opts_.xattr) return r.error(ENOSYS);
   InodePtr i = get(ino);
   if (!i) return r.error(ENOENT);

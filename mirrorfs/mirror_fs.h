@@ -88,7 +88,7 @@ class MirrorFs final : public fs::FileSystem {
 
   void setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                 std::span<const std::byte> value, uint32_t flags,
-                fs::StatusReply r) override;
+                uint32_t ext_flags, fs::StatusReply r) override;
   void getxattr(const fs::Context&, fs::Ino ino, std::string_view name,
                 uint32_t size, fs::XattrReply r) override;
   void listxattr(const fs::Context&, fs::Ino ino, uint32_t size,

@@ -1,8 +1,8 @@
 // PmFsImpl attribute operations: setattr, readlink, extended attributes.
 //
-// xattrs (docs/format.md, "Extended attributes"): a value is a record of
-// contiguous blocks written (non-temporally) before the transaction that
-// points the table entry at it; the old record is freed after the commit.
+// xattrs (docs/format.md, "Extended attributes"): stored by the inode's
+// XattrIndex (pmfs/xattr_index.h): small ones packed in slot blocks, large
+// values in records of whole blocks, each change one transaction.
 // getxattr answers with a span straight into the pool.
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -11,7 +11,9 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "base/log.h"
 #include "fs/xattr_rules.h"
+#include "pmfs/format.h"
 #include "pmfs/pm_fs.h"
 
 namespace zest::pmfs {
@@ -34,14 +36,6 @@ bool kill_suid(DiskInode& d) {
   if ((d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
   d.mode &= ~kill;
   return kill != 0;
-}
-
-XattrEntry make_xattr_entry(uint64_t block, uint32_t nblocks) {
-  XattrEntry e{};
-  e.block = block;
-  e.nblocks = nblocks;
-  e.csum = crc32c(&e, sizeof(e));
-  return e;
 }
 
 }  // namespace
@@ -113,7 +107,12 @@ void PmFsImpl::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s, fs
   if (s.valid & A::kMode) nd.mode = i->type | (s.mode & 07777);
   if (s.valid & A::kUid) nd.uid = s.uid;
   if (s.valid & A::kGid) nd.gid = s.gid;
-  if (((s.valid & (A::kUid | A::kGid)) && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
+  // chown(2) of a non-directory drops set-id bits, also chown(f, -1, -1).
+  // With FUSE_HANDLE_KILLPRIV_V2 the kernel sends that one, and the
+  // privilege drop before a write by a caller without CAP_FSETID, as a
+  // SETATTR that changes nothing (valid 0), leaving the bits to us.
+  const bool chown_like = (s.valid & (A::kUid | A::kGid)) || s.valid == 0;
+  if ((chown_like && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
     if (kill_suid(nd)) changed = true;
   }
   if (s.valid & A::kAtime) set_ts(&nd.atime_sec, &nd.atime_nsec, s.atime);
@@ -125,12 +124,28 @@ void PmFsImpl::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s, fs
   } else if (changed) {
     set_ts(&nd.ctime_sec, &nd.ctime_nsec, t);
   }
+  // chmod rewrites the access ACL, if any, in the same transaction (acl.cc).
   if (s.valid & A::kSize) {
+    // The kernel never sends a mode with a size (FUSE_HANDLE_KILLPRIV_V2);
+    // should it, the ACL and the mode are committed first.
+    if (s.valid & A::kMode) {
+      if (Status st = commit_chmod_acl(*i, nd); !st) return r.error(st.error().value);
+    }
     if (Status st = truncate_locked(*i, s.size, nd); !st) return r.error(st.error().value);
   } else {
     Transaction& tx = Transaction::local();
+    std::optional<XattrChange> acl;
+    if (s.valid & A::kMode) {
+      Result<std::optional<XattrChange>> a = stage_chmod_acl(*i, nd, tx);
+      if (!a) return r.error(a.error().value);
+      acl = *a;
+    }
     put_inode(tx, i->ino, nd);
-    if (Status st = commit(tx); !st) return r.error(st.error().value);
+    if (Status st = commit(tx); !st) {
+      if (acl) undo_xattr(*i, *acl);
+      return r.error(st.error().value);
+    }
+    if (acl) apply_xattr(*i, *acl);
     i->d = nd;
   }
   r.ok(attr_of(*i), opts_.attr_timeout);
@@ -147,8 +162,65 @@ void PmFsImpl::readlink(const fs::Context&, fs::Ino ino, fs::DataReply r) {
 
 // --- extended attributes -------------------------------------------------------
 
+Status PmFsImpl::enable_xattr_slots() {
+  if (xattr_slots_.load(std::memory_order_acquire)) return {};
+  std::lock_guard lock(features_mu_);
+  if (xattr_slots_.load(std::memory_order_relaxed)) return {};
+  if (!writable()) return Errno(EROFS);
+  if (journal_->halted()) return Errno(EIO);
+  Superblock sb = sb_;
+  sb.features_incompat |= kIncompatXattrSlots;
+  seal(&sb);
+  write_superblocks(pool_, sb);
+  log_info("pmfs: xattr slot blocks in use: the pool now needs zest with kIncompatXattrSlots");
+  xattr_slots_.store(true, std::memory_order_release);
+  return {};
+}
+
+Result<PmFsImpl::XattrChange> PmFsImpl::stage_xattr_set(Inode& i, DiskInode& nd,
+                                                        std::string_view name,
+                                                        std::span<const std::byte> value,
+                                                        Transaction& tx) {
+  if (Status s = enable_xattr_slots(); !s) return s.error();
+  XattrChange c;
+  c.name = name;
+  c.replace = i.xattrs.find(name) != i.xattrs.end();
+  if (Status s = i.xattrs.stage_set({&pool_, &balloc_, i.ino}, nd, name, value, tx); !s) {
+    return s.error();
+  }
+  return c;
+}
+
+PmFsImpl::XattrChange PmFsImpl::stage_xattr_remove(Inode& i, DiskInode& nd,
+                                                   std::string_view name, Transaction& tx) {
+  XattrChange c;
+  c.name = name;
+  c.remove = true;
+  c.removal = i.xattrs.stage_remove({&pool_, &balloc_, i.ino}, nd, name, tx);
+  return c;
+}
+
+void PmFsImpl::undo_xattr(Inode& i, const XattrChange& c) {
+  if (!c.remove) i.xattrs.rollback(balloc_);
+}
+
+void PmFsImpl::apply_xattr(Inode& i, const XattrChange& c) {
+  if (c.remove) {
+    i.xattrs.apply_remove(c.name, c.removal);
+  } else {
+    i.xattrs.finish();
+  }
+}
+
+std::span<const std::byte> PmFsImpl::xattr_value(const Inode& i, std::string_view name) const {
+  auto it = i.xattrs.find(name);
+  if (it == i.xattrs.end()) return {};
+  return pool_.bytes(XattrIndex::value_offset(it), it->second.valuelen);
+}
+
 void PmFsImpl::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
-                        std::span<const std::byte> value, uint32_t flags, fs::StatusReply r) {
+                        std::span<const std::byte> value, uint32_t flags, uint32_t ext_flags,
+                        fs::StatusReply r) {
   if (flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return r.error(EINVAL);
   Result<XattrNs> ns = xattr_namespace(name);
   if (!ns) return r.error(ns.error().value);
@@ -159,75 +231,25 @@ void PmFsImpl::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
   if (!writable()) return r.error(EROFS);
   std::unique_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
+  if (std::optional<fs::AclType> acl = fs::acl_type(name)) {
+    if (int err = set_acl(ctx, *i, *acl, value, ext_flags)) return r.error(err);
+    return r.ok();
+  }
   auto it = i->xattrs.find(name);
   if (it != i->xattrs.end() && (flags & XATTR_CREATE)) return r.error(EEXIST);
   if (it == i->xattrs.end() && (flags & XATTR_REPLACE)) return r.error(ENODATA);
 
-  // Table entry: the same one when replacing, else the first free one.
-  uint32_t entry = 0;
-  if (it != i->xattrs.end()) {
-    entry = it->second.entry;
-  } else {
-    uint32_t k = 0;
-    for (; k < kXattrsPerTable; ++k) {
-      if (!(i->xattr_used[k / 64] >> (k % 64) & 1)) break;
-    }
-    if (k == kXattrsPerTable) return r.error(ENOSPC);
-    entry = k;
-  }
   Transaction& tx = Transaction::local();
   DiskInode nd = i->d;
-  uint64_t new_table = 0;
-  if (!nd.xattr_block) {
-    auto b = balloc_.alloc_contiguous(1);
-    if (!b) return r.error(ENOSPC);
-    XattrTableHeader h{};
-    h.magic = kXattrTableMagic;
-    h.ino = i->ino;
-    h.csum = crc32c(&h, sizeof(h));
-    pool_.zero(*b * kBlockSize, kBlockSize);
-    pool_.write_nt(*b * kBlockSize, &h, sizeof(h));
-    new_table = nd.xattr_block = *b;
-  }
-  // The record: header, name, value in new contiguous blocks.
-  const uint64_t len = sizeof(XattrRecordHeader) + name.size() + value.size();
-  const uint32_t nblocks = static_cast<uint32_t>((len + kBlockSize - 1) / kBlockSize);
-  auto rec = balloc_.alloc_contiguous(nblocks);
-  if (!rec) {
-    if (new_table) balloc_.free(new_table, 1);
-    return r.error(ENOSPC);
-  }
-  XattrRecordHeader rh{};
-  rh.namelen = static_cast<uint16_t>(name.size());
-  rh.valuelen = static_cast<uint32_t>(value.size());
-  uint32_t crc = crc32c(&rh, sizeof(rh));
-  crc = crc32c(name.data(), name.size(), crc);
-  crc = crc32c(value.data(), value.size(), crc);
-  rh.csum = crc;
-  const uint64_t at = *rec * kBlockSize;
-  pool_.write_nt(at, &rh, sizeof(rh));
-  pool_.write_nt(at + sizeof(rh), name.data(), name.size());
-  if (!value.empty()) pool_.write_nt(at + sizeof(rh) + name.size(), value.data(), value.size());
-  const uint64_t tail = len & (kBlockSize - 1);
-  if (tail) pool_.zero(at + len, kBlockSize - tail);
-
-  tx.put(nd.xattr_block * kBlockSize + sizeof(XattrTableHeader) + entry * sizeof(XattrEntry),
-         make_xattr_entry(*rec, nblocks));
-  if (it != i->xattrs.end()) tx.free_after(it->second.block, it->second.nblocks);
+  Result<XattrChange> c = stage_xattr_set(*i, nd, name, value, tx);
+  if (!c) return r.error(c.error().value);
   set_ts(&nd.ctime_sec, &nd.ctime_nsec, now_ts());
   put_inode(tx, i->ino, nd);
   if (Status s = commit(tx); !s) {
-    balloc_.free(*rec, nblocks);
-    if (new_table) balloc_.free(new_table, 1);
+    undo_xattr(*i, *c);
     return r.error(s.error().value);
   }
-  const XattrLoc loc{entry, *rec, nblocks, static_cast<uint32_t>(value.size())};
-  if (it != i->xattrs.end()) {
-    it->second = loc;
-  } else {
-    i->xattrs.emplace(std::string(name), loc);
-    i->xattr_used[entry / 64] |= uint64_t{1} << (entry % 64);
-  }
+  apply_xattr(*i, *c);
   i->d = nd;
   r.ok();
 }
@@ -246,9 +268,8 @@ void PmFsImpl::getxattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
   const XattrLoc& x = it->second;
   if (size == 0) return r.ok_size(x.valuelen);
   if (size < x.valuelen) return r.error(ERANGE);
-  // Straight from the pool: the record cannot be freed while we hold the lock.
-  r.ok(pool_.bytes(x.block * kBlockSize + sizeof(XattrRecordHeader) + it->first.size(),
-                   x.valuelen));
+  // Straight from the pool: the entry cannot be freed while we hold the lock.
+  r.ok(pool_.bytes(XattrIndex::value_offset(it), x.valuelen));
 }
 
 void PmFsImpl::listxattr(const fs::Context& ctx, fs::Ino ino, uint32_t size, fs::XattrReply r) {
@@ -269,20 +290,18 @@ void PmFsImpl::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view
   if (!writable()) return r.error(EROFS);
   std::unique_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
-  auto it = i->xattrs.find(name);
-  if (it == i->xattrs.end()) return r.error(ENODATA);
+  if (std::optional<fs::AclType> acl = fs::acl_type(name)) {
+    if (int err = remove_acl(ctx, *i, *acl)) return r.error(err);
+    return r.ok();
+  }
+  if (i->xattrs.find(name) == i->xattrs.end()) return r.error(ENODATA);
   Transaction& tx = Transaction::local();
   DiskInode nd = i->d;
-  const XattrEntry zero{};
-  tx.put(nd.xattr_block * kBlockSize + sizeof(XattrTableHeader) +
-             it->second.entry * sizeof(XattrEntry),
-         zero);
-  tx.free_after(it->second.block, it->second.nblocks);
+  const XattrChange c = stage_xattr_remove(*i, nd, name, tx);
   set_ts(&nd.ctime_sec, &nd.ctime_nsec, now_ts());
   put_inode(tx, i->ino, nd);
   if (Status s = commit(tx); !s) return r.error(s.error().value);
-  i->xattr_used[it->second.entry / 64] &= ~(uint64_t{1} << (it->second.entry % 64));
-  i->xattrs.erase(it);
+  apply_xattr(*i, c);
   i->d = nd;
   r.ok();
 }

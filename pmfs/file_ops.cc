@@ -102,8 +102,9 @@ void PmFsImpl::open(const fs::Context& ctx, fs::Ino ino, uint32_t flags, fs::Ope
     if (ctx.uid != 0) kill_suid(extra);
     if (Status s = truncate_locked(*i, 0, extra); !s) return r.error(s.error().value);
   }
+  fs::OpenInfo o = open_info(flags, i.get());
   ++i->open_count;
-  r.ok(open_info(flags));
+  r.ok(o);
 }
 
 void PmFsImpl::release(const fs::Context&, fs::Ino ino, uint64_t, uint32_t, fs::StatusReply r) {

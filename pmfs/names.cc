@@ -126,12 +126,14 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
   if (type == S_IFCHR || type == S_IFBLK) d.rdev = n.rdev;
 
   uint64_t sym_blocks[2] = {0, 0};  // long symlink: chain block, data block
+  NewAcls acls;                     // inherited ACLs (acl.cc)
   auto undo = [&](uint64_t new_dir_block) {
     ialloc_.give_back(ino);
     for (uint64_t b : sym_blocks) {
       if (b) balloc_.free(b, 1);
     }
     if (new_dir_block) balloc_.free(new_dir_block, 1);
+    for (size_t k = 0; k < acls.n; ++k) undo_xattr(*i, acls.changes[k]);
   };
   if (type == S_IFDIR) {
     d.parent = p->ino;
@@ -174,6 +176,12 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
   }
 
   Transaction& tx = Transaction::local();
+  // The umask, or the directory's default ACL, with the ACLs it passes on.
+  if (int err = stage_inherited_acls(ctx, xattr_value(*p, fs::kAclDefaultXattr), *i, d, tx,
+                                     &acls)) {
+    undo(0);
+    return err;
+  }
   put_inode(tx, ino, d);
   DiskInode pd = p->d;
   const timespec t = {d.mtime_sec, static_cast<long>(d.mtime_nsec)};
@@ -193,6 +201,7 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
   if (new_block) p->dir->add_block(new_block);
   p->dir->insert(name, *de);
   p->d = pd;
+  for (size_t k = 0; k < acls.n; ++k) apply_xattr(*i, acls.changes[k]);
   i->d = d;
   i->open_count = n.opened ? 1 : 0;
   // Locked before it is published (cannot wait: nobody else can reach it),
@@ -262,11 +271,14 @@ void PmFsImpl::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode, ui
   if (!p->is_dir()) return r.error(ENOTDIR);
   if (!writable()) return r.error(EROFS);
   uint32_t pmode, pgid;
+  std::vector<std::byte> pdefault;  // the directory's default ACL (acl.cc)
   {
     std::shared_lock lock(p->mu);
     if (p->freed || p->d.nlink == 0) return r.error(ENOENT);
     pmode = p->d.mode;
     pgid = p->d.gid;
+    std::span<const std::byte> def = xattr_value(*p, fs::kAclDefaultXattr);
+    pdefault.assign(def.begin(), def.end());
   }
   const uint64_t ino = ialloc_.take();
   if (!ino) return r.error(ENOSPC);
@@ -276,11 +288,18 @@ void PmFsImpl::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode, ui
   d.gid = (pmode & S_ISGID) ? pgid : ctx.gid;
   d.nlink = 0;  // an orphan until linked: the next mount frees it
   Transaction& tx = Transaction::local();
+  NewAcls acls;
+  if (int err = stage_inherited_acls(ctx, pdefault, *i, d, tx, &acls)) {
+    ialloc_.give_back(ino);
+    return r.error(err);
+  }
   put_inode(tx, ino, d);
   if (Status s = commit(tx); !s) {
+    for (size_t k = 0; k < acls.n; ++k) undo_xattr(*i, acls.changes[k]);
     ialloc_.give_back(ino);
     return r.error(s.error().value);
   }
+  for (size_t k = 0; k < acls.n; ++k) apply_xattr(*i, acls.changes[k]);
   i->d = d;
   i->ext = std::make_unique<ExtentMap>();
   i->open_count = 1;
@@ -580,8 +599,9 @@ void PmFsImpl::open_existing(const fs::Context& ctx, fs::Ino parent, std::string
     }
     if (Status s = truncate_locked(*c, 0, extra); !s) return r.error(s.error().value);
   }
+  fs::OpenInfo o = open_info(flags, c.get());
   ++c->open_count;
-  r.ok(entry_of(*c), open_info(flags));
+  r.ok(entry_of(*c), o);
 }
 
 }  // namespace zest::pmfs

@@ -126,6 +126,8 @@ fs::Capabilities PmFsImpl::capabilities() const {
   c.writeback_cache = false;
   c.export_support = true;
   c.kills_suid = true;  // write flag, kKillSuidGid, chown (attr_ops.cc)
+  c.sole_writer = true;
+  c.posix_acl = true;   // acl.cc
   c.max_write = kMaxIoChunk;
   return c;
 }
@@ -175,10 +177,21 @@ fs::Entry PmFsImpl::entry_of(const Inode& i) const {
   return e;
 }
 
-fs::OpenInfo PmFsImpl::open_info(uint32_t flags) const {
+fs::OpenInfo PmFsImpl::open_info(uint32_t flags, const Inode* existing) const {
   fs::OpenInfo o;
   if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = fs::IoMode::Direct;  // the pool is the only copy
+  // As memfs (MemFs::open_info): the kernel keeps its cached pages across
+  // opens, unless nothing else has the file open and atime wants the next
+  // read to reach us.
+  if (existing && existing->open_count == 0 && !(flags & O_NOATIME)) {
+    const DiskInode& d = existing->d;
+    o.keep_cache = !fs::atime_needs_update(opts_.atime, false, {d.atime_sec, d.atime_nsec},
+                                           {d.mtime_sec, d.mtime_nsec},
+                                           {d.ctime_sec, d.ctime_nsec}, now_ts());
+  } else {
+    o.keep_cache = true;
+  }
   return o;
 }
 
@@ -187,8 +200,7 @@ void PmFsImpl::collect_blocks(const Inode& i, Transaction& tx) const {
   if (i.dir) {
     for (uint64_t b : i.dir->chain()) tx.free_after(b, 1);
   }
-  if (i.d.xattr_block) tx.free_after(i.d.xattr_block, 1);
-  for (const auto& [name, x] : i.xattrs) tx.free_after(x.block, x.nblocks);
+  i.xattrs.free_all(tx);
 }
 
 void PmFsImpl::maybe_free(Inode& i) {
@@ -229,6 +241,13 @@ void PmFsImpl::lookup(const fs::Context&, fs::Ino parent, std::string_view name,
   if (name.size() > 255) return r.error(ENAMETOOLONG);
   InodePtr p = get(parent);
   if (!p) return r.error(ENOENT);
+  if (name == "." && !p->is_dir()) {
+    // "." of any inode: how the kernel resolves a file handle
+    // (open_by_handle_at, NFS export) whose inode it no longer caches.
+    std::shared_lock lock(p->mu);
+    if (p->freed) return r.error(ENOENT);
+    return r.ok(entry_of(*p));
+  }
   if (!p->is_dir()) return r.error(ENOTDIR);
   InodePtr child;
   {

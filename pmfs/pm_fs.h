@@ -34,7 +34,8 @@
 //   create/mkdir/mknod/symlink: new inode, parent inode, the entry
 //     (1-5 slots of 64) and maybe the previous dir block's header: ~ 700;
 //   unlink: parent, child, zeroed entry ~ 620; rename: up to 4 inodes and
-//   3 entries ~ 2 KiB; setxattr: inode + table entry ~ 300; freeing an
+//   3 entries ~ 2 KiB; setxattr: inode + a slot entry (<= 512), the old
+//   one zeroed and maybe the tail block's header ~ 1.4 KiB; freeing an
 //   inode: its slot only (272), blocks freed after the commit.
 #pragma once
 
@@ -48,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/posix_acl.h"
 #include "pmem/pool.h"
 #include "pmfs/allocator.h"
 #include "pmfs/inode.h"
@@ -127,7 +129,8 @@ class PmFsImpl final : public PmFs {
   void statfs(const fs::Context&, fs::Ino ino, fs::StatfsReply r) override;
 
   void setxattr(const fs::Context&, fs::Ino ino, std::string_view name,
-                std::span<const std::byte> value, uint32_t flags, fs::StatusReply r) override;
+                std::span<const std::byte> value, uint32_t flags, uint32_t ext_flags,
+                fs::StatusReply r) override;
   void getxattr(const fs::Context&, fs::Ino ino, std::string_view name, uint32_t size,
                 fs::XattrReply r) override;
   void listxattr(const fs::Context&, fs::Ino ino, uint32_t size, fs::XattrReply r) override;
@@ -178,7 +181,9 @@ class PmFsImpl final : public PmFs {
   ExtentMap::Env env(uint64_t ino) { return {&pool_, &balloc_, ino}; }
   fs::Attr attr_of(const Inode& i) const;
   fs::Entry entry_of(const Inode& i) const;
-  fs::OpenInfo open_info(uint32_t open_flags = 0) const;
+  // The open of a new file (existing null), or of `existing`, whose lock
+  // the caller holds, before its open_count counts this open.
+  fs::OpenInfo open_info(uint32_t open_flags = 0, const Inode* existing = nullptr) const;
   // atime after a READ or READDIR reached us through `fh` (fs/atime.h):
   // a transaction of its own, or with lazytime a DRAM change. Takes i.mu
   // itself; the caller holds no lock of i.
@@ -191,6 +196,65 @@ class PmFsImpl final : public PmFs {
   // Every block `i` owns into tx's free list.
   void collect_blocks(const Inode& i, Transaction& tx) const;
   bool writable() const { return !read_only_; }
+
+  // --- extended attributes (attr_ops.cc; storage: pmfs/xattr_index.h) ---
+  // One xattr change staged into a transaction (XattrIndex). A set shows in
+  // i.xattrs at once (so a second set staged into the same transaction sees
+  // it); undo_xattr rolls back every set staged since the last commit when
+  // the commit fails, apply_xattr ends it once it succeeded. A removal is
+  // staged alone in its transaction and changes DRAM only in apply_xattr
+  // (a failed commit needs no undo).
+  struct XattrChange {
+    std::string_view name;  // must outlive apply_xattr
+    bool remove = false;
+    bool replace = false;   // set: the name had a value
+    XattrIndex::Removal removal;  // remove: what the transaction frees
+  };
+  // Stages setting `name` to `value` on `i` (locked exclusively, or not yet
+  // published); the old value, if any, is freed after the commit. ENOSPC
+  // past the per-inode limits (layout.h) or when the pool is full.
+  // nd.xattr_block changes only for an inode's first xattr.
+  Result<XattrChange> stage_xattr_set(Inode& i, DiskInode& nd, std::string_view name,
+                                      std::span<const std::byte> value, Transaction& tx);
+  // Stages removing `name`, which `i` (locked exclusively) has; may change
+  // nd.xattr_block (the chain's first block emptied).
+  XattrChange stage_xattr_remove(Inode& i, DiskInode& nd, std::string_view name,
+                                 Transaction& tx);
+  void undo_xattr(Inode& i, const XattrChange& c);
+  void apply_xattr(Inode& i, const XattrChange& c);
+  // The value of `name` straight from the pool; empty when `i` (locked) has
+  // no such xattr.
+  std::span<const std::byte> xattr_value(const Inode& i, std::string_view name) const;
+  // Sets kIncompatXattrSlots in both superblocks if this pool (made by an
+  // older mkfs) lacks it, before the first slot block is written.
+  Status enable_xattr_slots();
+
+  // --- POSIX ACLs (acl.cc) ---
+  // setxattr / removexattr of an ACL name (fs/posix_acl.h): the xattr, the
+  // mode it implies and ctime in one transaction. Caller holds i.mu
+  // exclusively.
+  int set_acl(const fs::Context& ctx, Inode& i, fs::AclType type,
+              std::span<const std::byte> value, uint32_t ext_flags);
+  int remove_acl(const fs::Context& ctx, Inode& i, fs::AclType type);
+  // chmod to nd.mode: stages i's access ACL rewritten for it (nullopt when
+  // i has none). Caller holds i.mu exclusively.
+  Result<std::optional<XattrChange>> stage_chmod_acl(Inode& i, const DiskInode& nd,
+                                                     Transaction& tx);
+  // The same in a transaction of its own (with nd's mode and ctime), for a
+  // chmod that comes with a truncation.
+  Status commit_chmod_acl(Inode& i, const DiskInode& nd);
+  // What a new inode inherits (make_node, tmpfile): at most an access and a
+  // default ACL.
+  struct NewAcls {
+    std::array<XattrChange, 2> changes;
+    size_t n = 0;
+  };
+  // A new inode `i` (not yet published) in a directory whose default ACL is
+  // `parent_default` (empty: none): applies ctx.umask or that ACL to d.mode
+  // and stages the ACLs `i` inherits into tx (into *acls: undo them if the
+  // commit fails, apply them after).
+  int stage_inherited_acls(const fs::Context& ctx, std::span<const std::byte> parent_default,
+                           Inode& i, DiskInode& d, Transaction& tx, NewAcls* acls);
 
   // --- names (names.cc) ---
   struct NewNode {
@@ -253,6 +317,8 @@ class PmFsImpl final : public PmFs {
   std::mutex rename_mu_;
   const fs::KernelRefs* refs_ = nullptr;
   bool read_only_ = false;
+  std::mutex features_mu_;  // enable_xattr_slots; a leaf of the lock order
+  std::atomic<bool> xattr_slots_{(sb_.features_incompat & kIncompatXattrSlots) != 0};
 };
 
 }  // namespace zest::pmfs

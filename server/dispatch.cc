@@ -19,6 +19,13 @@ namespace {
 
 constexpr uint16_t kMaxPages = 256;  // 1 MiB in 4 KiB pages
 
+// The context of a request that creates an inode: the caller's umask too.
+fs::Context with_umask(const fs::Context& ctx, uint32_t umask) {
+  fs::Context c = ctx;
+  c.umask = umask;
+  return c;
+}
+
 }  // namespace
 
 void Session::handle_init(RequestSlot* slot, ArgReader a) {
@@ -44,7 +51,13 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
                   abi::FUSE_BIG_WRITES | abi::FUSE_DO_READDIRPLUS |
                   abi::FUSE_READDIRPLUS_AUTO | abi::FUSE_PARALLEL_DIROPS |
                   abi::FUSE_MAX_PAGES | abi::FUSE_CACHE_SYMLINKS |
-                  abi::FUSE_AUTO_INVAL_DATA | abi::FUSE_INIT_EXT;
+                  abi::FUSE_INIT_EXT;
+  // The kernel drops a file's cached pages when it sees its mtime or size
+  // change in a GETATTR reply: needed where the data may change behind the
+  // mount (mirrorfs), harmful where it cannot: that drop can come while a
+  // write-through is in flight and let a read refill the page with the old
+  // bytes (docs/architecture.md, "I/O modes and coherence").
+  if (!caps.sole_writer) want |= abi::FUSE_AUTO_INVAL_DATA;
   if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
   if (caps.kills_suid) want |= abi::FUSE_HANDLE_KILLPRIV_V2;
   // ioctl(2) on directories too (FS_IOC_SHUTDOWN is issued on the mount).
@@ -68,6 +81,12 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
   // data out of the pipe (moving would steal the pages from the backing
   // file's page cache). Not SPLICE_READ: requests are read with read(2).
   if (caps.splice_write) want |= abi::FUSE_SPLICE_WRITE;
+  // POSIX ACLs stored by the file system: the kernel checks permissions
+  // against them, sends the umask unapplied (the file system applies it
+  // unless a default ACL replaces it) and says when setting an ACL must
+  // clear S_ISGID (setxattr_flags).
+  if (caps.posix_acl)
+    want |= abi::FUSE_POSIX_ACL | abi::FUSE_DONT_MASK | abi::FUSE_SETXATTR_EXT;
   uint64_t agreed = want & kernel;
 
   uint32_t max_write = std::clamp<uint32_t>(caps.max_write, 4096, 1u << 20);
@@ -192,6 +211,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       }
       if (v & abi::FATTR_KILL_SUIDGID) sa.valid |= fs::SetAttr::kKillSuidGid;
       if (v & abi::FATTR_FH) { sa.has_fh = true; sa.fh = in.fh; }
+      if (opts_.debug) log_debug("setattr nodeid={} valid={:#x}", ino, v);
       return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
     }
     case abi::FUSE_READLINK:
@@ -206,13 +226,15 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_mknod_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKNOD args");
-      return fs_.mknod(ctx, ino, name, in.mode, in.rdev, fs::EntryReply(sink, s));
+      return fs_.mknod(with_umask(ctx, in.umask), ino, name, in.mode, in.rdev,
+                       fs::EntryReply(sink, s));
     }
     case abi::FUSE_MKDIR: {
       abi::fuse_mkdir_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKDIR args");
-      return fs_.mkdir(ctx, ino, name, in.mode | S_IFDIR, fs::EntryReply(sink, s));
+      return fs_.mkdir(with_umask(ctx, in.umask), ino, name, in.mode | S_IFDIR,
+                       fs::EntryReply(sink, s));
     }
     case abi::FUSE_UNLINK: {
       std::string_view name;
@@ -279,8 +301,8 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
                        fs::StatusReply(sink, s));
     }
     case abi::FUSE_SETXATTR: {
-      // Without FUSE_SETXATTR_EXT (not negotiated) the kernel sends only
-      // the first 8 bytes of the struct.
+      // Without FUSE_SETXATTR_EXT (agreed only with Capabilities::posix_acl)
+      // the kernel sends only the first 8 bytes of the struct.
       abi::fuse_setxattr_in in{};
       std::string_view name;
       std::span<const std::byte> head, value;
@@ -289,7 +311,9 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       if (!a.bytes(hs, &head)) return malformed(s, "SETXATTR args");
       std::memcpy(&in, head.data(), hs);
       if (!a.name(&name) || !a.bytes(in.size, &value)) return malformed(s, "SETXATTR name/value");
-      return fs_.setxattr(ctx, ino, name, value, in.flags, fs::StatusReply(sink, s));
+      const uint32_t ext =
+          (in.setxattr_flags & abi::FUSE_SETXATTR_ACL_KILL_SGID) ? fs::kXattrAclKillSgid : 0;
+      return fs_.setxattr(ctx, ino, name, value, in.flags, ext, fs::StatusReply(sink, s));
     }
     case abi::FUSE_GETXATTR: {
       abi::fuse_getxattr_in in;
@@ -348,13 +372,15 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "CREATE args");
       s->open_flags = in.flags;
-      return fs_.create(ctx, ino, name, in.mode, in.flags, fs::CreateReply(sink, s));
+      return fs_.create(with_umask(ctx, in.umask), ino, name, in.mode, in.flags,
+                        fs::CreateReply(sink, s));
     }
     case abi::FUSE_TMPFILE: {
       abi::fuse_create_in in;
       if (!a.read(&in)) return malformed(s, "TMPFILE args");
       s->open_flags = in.flags;
-      return fs_.tmpfile(ctx, ino, in.mode, in.flags, fs::CreateReply(sink, s));
+      return fs_.tmpfile(with_umask(ctx, in.umask), ino, in.mode, in.flags,
+                         fs::CreateReply(sink, s));
     }
     case abi::FUSE_INTERRUPT:
       handle_interrupt(a);

@@ -56,7 +56,9 @@ inline void encode_entry(const fs::Entry& e, abi::fuse_entry_out* out) {
 //  - opened with O_DIRECT: FOPEN_DIRECT_IO, every read and write reaches the
 //    file system, as the program asked;
 //  - otherwise: the page cache, written through (the writeback cache is not
-//    agreed), and dropped at every open (no FOPEN_KEEP_CACHE). A buffered
+//    agreed), kept across opens when the file system says so
+//    (OpenInfo::keep_cache; memfs and pmfs do unless atime needs a read to
+//    reach them and nothing else has the file open). A buffered
 //    open must not be FOPEN_DIRECT_IO: the kernel (fs/fuse/file.c,
 //    fuse_direct_io) flushes and invalidates the written range before a
 //    direct write but not after it, so a page a shared mapping faults back
@@ -90,6 +92,7 @@ inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out,
   switch (o.mode) {
     case fs::IoMode::Direct:
       f |= direct_open_flags(o, open_flags, always_direct);
+      if (!(f & abi::FOPEN_DIRECT_IO) && o.keep_cache) f |= abi::FOPEN_KEEP_CACHE;
       break;
     case fs::IoMode::Cached:
       if (o.keep_cache) f |= abi::FOPEN_KEEP_CACHE;
@@ -100,6 +103,7 @@ inline void encode_open(const fs::OpenInfo& o, abi::fuse_open_out* out,
         out->backing_id = backing_id;
       } else {
         f |= direct_open_flags(o, open_flags, always_direct);
+        if (!(f & abi::FOPEN_DIRECT_IO) && o.keep_cache) f |= abi::FOPEN_KEEP_CACHE;
       }
       break;
   }

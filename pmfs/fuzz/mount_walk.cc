@@ -357,7 +357,7 @@ class Walker {
         }
       }
       Call x;
-      if (!call<fs::StatusReply>(&x, [&](auto r) { fs_.setxattr(ctx_, ino, "user.fuzz", std::as_bytes(std::span("v", 1)), 0, std::move(r)); })) return;
+      if (!call<fs::StatusReply>(&x, [&](auto r) { fs_.setxattr(ctx_, ino, "user.fuzz", std::as_bytes(std::span("v", 1)), 0, 0, std::move(r)); })) return;
       Call u;
       if (!call<fs::StatusReply>(&u, [&](auto r) { fs_.unlink(ctx_, fs::kRootIno, "fuzz-new", std::move(r)); })) return;
       Call rel;

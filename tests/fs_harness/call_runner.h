@@ -245,9 +245,10 @@ class CallRunner {
 
   // --- extended attributes ---------------------------------------------------
   int setxattr(fs::Ino ino, std::string_view name, std::string_view value,
-               uint32_t flags = 0) {
+               uint32_t flags = 0, uint32_t ext_flags = 0) {
     return status(*run<fs::StatusReply>([&](auto r) {
-      fs_->setxattr(ctx, ino, name, bytes(value), flags, std::move(r));
+      fs_->setxattr(ctx, ino, name, bytes(value), flags, ext_flags,
+                    std::move(r));
     }));
   }
   std::unique_ptr<Call> getxattr(fs::Ino ino, std::string_view name,

@@ -41,8 +41,12 @@ class PmFsHarness : public fs_harness::CallRunner {
     return o;
   }
 
+  // What mount() and remount() without arguments open the pool with.
+  Options mount_options;
+  bool mount() { return mount(mount_options); }
+  bool remount() { return mount(mount_options); }
   // (Re)opens the pool. False (with why_) when open refuses it.
-  bool mount(const Options& o = {}) {
+  bool mount(const Options& o) {
     close();
     sink().drop_all();
     auto r = pmfs::open(path_, o, &why_);
@@ -55,7 +59,7 @@ class PmFsHarness : public fs_harness::CallRunner {
   }
   // Closes the file system (as at unmount or a crash: pmfs writes nothing
   // on close) and opens the pool again.
-  bool remount(const Options& o = {}) { return mount(o); }
+  bool remount(const Options& o) { return mount(o); }
   void close() { attach(nullptr); }
 
   PmFs& pm() { return static_cast<PmFs&>(fs()); }

@@ -4,6 +4,7 @@
 #include "server/session.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -95,10 +97,52 @@ class FakeFs final : public fs::FileSystem {
     if (size == 0) return r.ok_size(10);
     r.ok(std::string_view("0123456789"));
   }
+  fs::Capabilities capabilities() const override {
+    fs::Capabilities c;
+    c.posix_acl = posix_acl;
+    return c;
+  }
+  // What the creating calls and setxattr saw (they answer EEXIST / ok).
+  void setxattr(const fs::Context&, fs::Ino, std::string_view name,
+                std::span<const std::byte> value, uint32_t flags, uint32_t ext_flags,
+                fs::StatusReply r) override {
+    seen = std::string(name) + "=" +
+           std::string(reinterpret_cast<const char*>(value.data()), value.size());
+    seen_flags = flags;
+    seen_ext_flags = ext_flags;
+    r.ok();
+  }
+  void mknod(const fs::Context& ctx, fs::Ino, std::string_view, uint32_t mode, uint32_t,
+             fs::EntryReply r) override {
+    saw_create(ctx, mode);
+    r.error(EEXIST);
+  }
+  void mkdir(const fs::Context& ctx, fs::Ino, std::string_view, uint32_t mode,
+             fs::EntryReply r) override {
+    saw_create(ctx, mode);
+    r.error(EEXIST);
+  }
+  void create(const fs::Context& ctx, fs::Ino, std::string_view, uint32_t mode, uint32_t,
+              fs::CreateReply r) override {
+    saw_create(ctx, mode);
+    r.error(EEXIST);
+  }
+  void tmpfile(const fs::Context& ctx, fs::Ino, uint32_t mode, uint32_t,
+               fs::CreateReply r) override {
+    saw_create(ctx, mode);
+    r.error(EEXIST);
+  }
+  void saw_create(const fs::Context& ctx, uint32_t mode) {
+    seen_umask = ctx.umask;
+    seen_mode = mode;
+  }
 
   std::mutex mu;
   std::optional<fs::EntryReply> parked;
   std::vector<fs::Ino> forgotten;
+  bool posix_acl = false;
+  std::string seen;
+  uint32_t seen_flags = 0, seen_ext_flags = 0, seen_umask = 0, seen_mode = 0;
 };
 
 // Builds one request: header + args.
@@ -156,13 +200,14 @@ class SessionTest : public ::testing::Test {
   SessionTest() : session(fs, {}), worker(&wire) {}
   ~SessionTest() override { session.release_worker(worker); }
 
-  void init() {
+  void init(uint32_t more_flags = 0) {
     abi::fuse_init_in in{};
     in.major = 7;
     in.minor = 45;
     in.max_readahead = 128 * 1024;
     in.flags = abi::FUSE_ASYNC_READ | abi::FUSE_DO_READDIRPLUS |
-               abi::FUSE_MAX_PAGES | abi::FUSE_INIT_EXT | abi::FUSE_SPLICE_MOVE;
+               abi::FUSE_MAX_PAGES | abi::FUSE_INIT_EXT | abi::FUSE_SPLICE_MOVE |
+               more_flags;
     in.flags2 = static_cast<uint32_t>(abi::FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
     send(Req(abi::FUSE_INIT, 0, 1).arg(in));
     init_reply = wire.wait_one();
@@ -354,6 +399,59 @@ TEST_F(SessionTest, GetxattrSizeAndRange) {
   send(Req(abi::FUSE_GETXATTR, 2, 12).arg(in).name("user.x"));
   r = reply();
   EXPECT_EQ(r.size(), sizeof(abi::fuse_out_header) + 10);
+}
+
+constexpr uint32_t kAclFlags =
+    abi::FUSE_POSIX_ACL | abi::FUSE_DONT_MASK | abi::FUSE_SETXATTR_EXT;
+
+TEST_F(SessionTest, PosixAclAgreesDontMaskAndSetxattrExt) {
+  fs.posix_acl = true;
+  init(kAclFlags);
+  EXPECT_EQ(payload<abi::fuse_init_out>(init_reply).flags & kAclFlags, kAclFlags);
+  // SETXATTR now carries setxattr_flags.
+  abi::fuse_setxattr_in sx{};
+  sx.size = 3;
+  sx.flags = 2;
+  sx.setxattr_flags = abi::FUSE_SETXATTR_ACL_KILL_SGID;
+  send(Req(abi::FUSE_SETXATTR, 2, 10).arg(sx).name("system.posix_acl_access").name("abc", false));
+  EXPECT_EQ(out_header(reply()).error, 0);
+  EXPECT_EQ(fs.seen, "system.posix_acl_access=abc");
+  EXPECT_EQ(fs.seen_flags, 2u);
+  EXPECT_EQ(fs.seen_ext_flags, fs::kXattrAclKillSgid);
+  // The creating requests hand the umask on; the mode comes unmasked.
+  abi::fuse_mkdir_in md{0777, 027};
+  send(Req(abi::FUSE_MKDIR, 1, 11).arg(md).name("d"));
+  EXPECT_EQ(out_header(reply()).error, -EEXIST);
+  EXPECT_EQ(fs.seen_umask, 027u);
+  EXPECT_EQ(fs.seen_mode, uint32_t{S_IFDIR | 0777});
+  abi::fuse_mknod_in mn{S_IFIFO | 0666, 0, 022, 0};
+  send(Req(abi::FUSE_MKNOD, 1, 12).arg(mn).name("p"));
+  EXPECT_EQ(out_header(reply()).error, -EEXIST);
+  EXPECT_EQ(fs.seen_umask, 022u);
+  abi::fuse_create_in cr{O_RDWR, S_IFREG | 0666, 077, 0};
+  send(Req(abi::FUSE_CREATE, 1, 13).arg(cr).name("f"));
+  EXPECT_EQ(out_header(reply()).error, -EEXIST);
+  EXPECT_EQ(fs.seen_umask, 077u);
+  cr.umask = 002;
+  send(Req(abi::FUSE_TMPFILE, 1, 14).arg(cr));
+  EXPECT_EQ(out_header(reply()).error, -EEXIST);
+  EXPECT_EQ(fs.seen_umask, 002u);
+}
+
+TEST_F(SessionTest, WithoutPosixAclTheKernelKeepsTheUmask) {
+  init(kAclFlags);  // offered, not asked for
+  EXPECT_EQ(payload<abi::fuse_init_out>(init_reply).flags & kAclFlags, 0u);
+  // SETXATTR has the short header then.
+  abi::fuse_setxattr_in sx{};
+  sx.size = 1;
+  Bytes head(abi::FUSE_COMPAT_SETXATTR_IN_SIZE);
+  std::memcpy(head.data(), &sx, head.size());
+  Req r(abi::FUSE_SETXATTR, 2, 10);
+  for (std::byte b : head) r.arg(b);
+  send(r.name("user.x").name("v", false));
+  EXPECT_EQ(out_header(reply()).error, 0);
+  EXPECT_EQ(fs.seen, "user.x=v");
+  EXPECT_EQ(fs.seen_ext_flags, 0u);
 }
 
 TEST_F(SessionTest, ReaddirplusCountsEntriesButNotDots) {
