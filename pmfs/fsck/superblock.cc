@@ -1,8 +1,10 @@
 // Before the passes, first: the two superblocks. Each copy must be a valid
 // superblock (superblock_valid(): magic, version, checksum, block size,
 // pool size, geometry; plus the overflow checks below), the two must agree,
-// and the rest of their blocks must be zero. The copy the rest of fsck uses
-// is A when valid, else B; repair rewrites the other one from it. Unknown
+// and the rest of their blocks must be zero — except that B may lack an
+// incompatible feature A has (pmfs turns one on by writing A, then B, and a
+// crash can fall in between: noted, not an error). The copy the rest of
+// fsck uses is A when valid, else B; repair rewrites the other one from it. Unknown
 // compatible features are noted; unknown read-only-compatible ones also
 // turn repair off (fsck.cc).
 //
@@ -32,6 +34,18 @@ bool geometry_sane(const Superblock& sb, std::string* why) {
             sb.inode_count / kInodesPerBlock == sb.itable_blocks;
   if (!ok) *why = "superblock geometry overflows the pool";
   return ok;
+}
+
+// Whether `b` is `a` before `a` turned on incompatible features that pmfs
+// turns on while mounted (kIncompatXattrSlots): everything else equal.
+bool upgrade_interrupted(const Superblock& a, const Superblock& b) {
+  const uint64_t added = a.features_incompat & ~b.features_incompat;
+  if (added == 0 || (added & ~kIncompatXattrSlots) != 0) return false;
+  if ((b.features_incompat & ~a.features_incompat) != 0) return false;
+  Superblock x = a, y = b;
+  x.features_incompat = y.features_incompat = 0;
+  x.csum = y.csum = 0;
+  return std::memcmp(&x, &y, sizeof(x)) == 0;
 }
 
 }  // namespace
@@ -71,6 +85,21 @@ std::optional<Superblock> check_superblocks(View& view, bool repair,
     std::string problem;
     if (!valid[i]) {
       problem = why[i];
+    } else if (i == 1 && good == 0 && upgrade_interrupted(copy[0], copy[1])) {
+      // pmfs turns a feature on by writing superblock A, then B: a crash
+      // in between leaves this, which mount finishes. Not an error.
+      rep.note(fmt::format("{}: lacks incompatible features {:#x} that {} has (a feature "
+                           "upgrade interrupted by a crash; the next mount finishes it)",
+                           names[1], copy[0].features_incompat & ~copy[1].features_incompat,
+                           names[0]));
+      if (repair) {
+        block.fill(std::byte{0});
+        std::memcpy(block.data(), &sb, sizeof(sb));
+        view.write_pool(kBlockSize, block.data(), kBlockSize);
+        report->superblock_repaired = true;
+        rep.repair(fmt::format("{}: rewritten from {}", names[1], names[0]));
+      }
+      continue;
     } else if (std::memcmp(&copy[i], &sb, sizeof(sb)) != 0) {
       problem = fmt::format("differs from {}", names[good]);
     } else {

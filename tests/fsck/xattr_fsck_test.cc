@@ -300,6 +300,36 @@ TEST_F(XattrFsckTest, FeatureMissing) {
   EXPECT_TRUE(sb[1].features_incompat & kIncompatXattrSlots);
 }
 
+// pmfs turns kIncompatXattrSlots on by writing superblock A, then B. A
+// crash in between leaves A with the feature and B without: a state pmfs
+// makes itself, so fsck notes it (no error), repair copies A over B, and
+// the pool mounts either way.
+TEST_F(XattrFsckTest, InterruptedFeatureUpgradeIsNotAnError) {
+  Superblock old_b = b().get<Superblock>(0);
+  old_b.features_incompat &= ~kIncompatXattrSlots;
+  seal(&old_b);
+  b().write(kBlockSize, &old_b, sizeof(old_b));
+  FsckReport r = check();
+  EXPECT_EQ(r.exit_code(), 0) << dump(r);
+  ASSERT_FALSE(r.notes.empty());
+  bool noted = false;
+  for (const auto& n : r.notes) noted |= n.find("feature upgrade interrupted") != std::string::npos;
+  EXPECT_TRUE(noted) << dump(r);
+  // Anything else that differs is still an error.
+  Superblock other = old_b;
+  other.features_compat |= 1;
+  seal(&other);
+  b().write(kBlockSize, &other, sizeof(other));
+  EXPECT_NE(check().exit_code(), 0);
+  b().write(kBlockSize, &old_b, sizeof(old_b));
+  EXPECT_EQ(check().exit_code(), 0);
+  FsckReport fixed = run_on_file(true);
+  EXPECT_EQ(fixed.exit_code(), 1) << dump(fixed);
+  EXPECT_EQ(run_on_file(false).exit_code(), 0);
+  mount_repaired();
+  EXPECT_EQ(*h().getxattr(g_, small(7)), small_value(7));
+}
+
 // A pool made before kIncompatXattrSlots (one table per inode, `next` zero,
 // the feature clear) mounts unconverted; the first setxattr sets the
 // feature in both superblocks and chains a slot block after the table;
