@@ -28,6 +28,7 @@
 #include <span>
 #include <string_view>
 
+#include "fs/layout.h"
 #include "fs/reply.h"
 #include "fs/types.h"
 
@@ -56,6 +57,10 @@ class FileSystem {
   // The kernel holds no more references to `ino` (see top of file); a
   // reference may have been handed out again since, so check referenced().
   virtual void forget(Ino /*ino*/) {}
+  // The file system's block map for direct access (fs/layout.h), or
+  // nullptr (the default): layouts are not supported (ENOTSUP). The
+  // provider lives as long as the file system.
+  virtual LayoutProvider* layouts() { return nullptr; }
 
   // --- names ------------------------------------------------------------
   virtual void lookup(const Context&, Ino /*parent*/, std::string_view /*name*/,

@@ -255,6 +255,7 @@ Result<size_t> PmFsImpl::write_locked(Inode& i, uint64_t off, std::span<const st
       goal = left->second.pool + left->second.count;
     }
   }
+  bool cow = false;  // replaces written blocks: they move (layout_gen)
   auto it = em.from(fb0);
   for (uint64_t pos = fb0; pos < fb1;) {
     if (it != em.map().end() && it->first <= pos) {
@@ -264,6 +265,7 @@ Result<size_t> PmFsImpl::write_locked(Inode& i, uint64_t off, std::span<const st
       } else {
         sc.maps.push_back({pos, 0, e - pos, 1});  // to allocate
         need += e - pos;
+        cow = true;
       }
       pos = e;
       ++it;
@@ -274,6 +276,7 @@ Result<size_t> PmFsImpl::write_locked(Inode& i, uint64_t off, std::span<const st
       pos = e;
     }
   }
+  if (cow) ++i.layout_gen;
   if (Status s = balloc_.alloc(need, goal, kMaxIoChunk / kBlockSize, &sc.runs); !s) {
     return s.error();
   }
@@ -435,6 +438,9 @@ Status PmFsImpl::truncate_locked(Inode& i, uint64_t size, const DiskInode& extra
     i.d = nd;
     return {};
   }
+  // Shrinking (or dropping blocks fallocated past the end) frees and
+  // copies blocks: mapped layouts go stale.
+  ++i.layout_gen;
   if (size == 0) {
     // Drop the whole chain: no per-extent records, whatever the file's size.
     em.free_all(tx);
@@ -500,6 +506,8 @@ Status PmFsImpl::truncate_locked(Inode& i, uint64_t size, const DiskInode& extra
 //             unwritten -> zeroed and written, hole -> new unwritten.
 //   punch:    whole blocks -> hole; partial written blocks -> copy-on-write
 //             with the range zeroed; others kept.
+//   reserve:  hole -> new unwritten; the rest kept as it is, times too
+//             (map(Write), layout_ops.cc).
 // Zeroing an unwritten block in place is safe: it reads as zeros until the
 // transaction flips it.
 Status PmFsImpl::fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64_t offset,
@@ -531,9 +539,17 @@ Status PmFsImpl::fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64
   };
   auto handle = [&](uint64_t s, uint64_t c, Cls cls, uint64_t pool, bool partial) -> Status {
     switch (mode) {
+      case Fill::Reserve:
+        if (cls == Hole) return alloc_unwritten(s, c);
+        sc.maps.push_back({s, pool, c, cls == Unwritten ? kExtentUnwritten : 0u});
+        return {};
       case Fill::Allocate:
         if (cls == Hole) return alloc_unwritten(s, c);
-        if (cls == Unwritten) pool_.zero(pool * kBlockSize, c * kBlockSize);
+        if (cls == Unwritten) {
+          // Zeroes blocks a layout may have handed out unwritten.
+          ++i.layout_gen;
+          pool_.zero(pool * kBlockSize, c * kBlockSize);
+        }
         sc.maps.push_back({s, pool, c, 0});
         return {};
       case Fill::Zero:
@@ -591,7 +607,8 @@ Status PmFsImpl::fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64
     nd.size = new_size;
     nd.blocks = static_cast<uint64_t>(static_cast<int64_t>(nd.blocks) + ed.blocks_delta);
     nd.extent_head = ed.new_head;
-    set_mc(nd, now_ts());  // tmpfs: every successful mode changes both
+    // tmpfs: every successful fallocate mode changes both.
+    if (mode != Fill::Reserve) set_mc(nd, now_ts());
     put_inode(tx, i.ino, nd);
     // E2BIG (internal): the transaction outgrew the journal; nothing
     // changed, the caller goes on in windows.
@@ -623,6 +640,7 @@ int PmFsImpl::do_fallocate(Inode& i, uint32_t mode, uint64_t offset, uint64_t le
     if (last - first - mapped > balloc_.free_blocks()) return ENOSPC;
   }
   const Fill f = punch ? Fill::Punch : zero ? Fill::Zero : Fill::Allocate;
+  if (punch || zero) ++i.layout_gen;  // blocks freed or turned unwritten
   const uint64_t new_size = (!punch && !keep) ? std::max<uint64_t>(i.d.size, end) : i.d.size;
   // The whole range in one transaction when the journal holds it, so the
   // operation is atomic like every other (a range is one extent record per

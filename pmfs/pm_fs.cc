@@ -218,6 +218,7 @@ void PmFsImpl::maybe_free(Inode& i) {
     return;
   }
   i.freed = true;
+  ++i.layout_gen;
   i.d = d;
   if (i.ext) i.ext->reset();
   if (i.dir) i.dir->reset();

@@ -81,7 +81,7 @@ class IovecList {
   std::vector<iovec> heap_;
 };
 
-class PmFsImpl final : public PmFs {
+class PmFsImpl final : public PmFs, public fs::LayoutProvider {
  public:
   // Mounts (mount.cc). See pmfs::open.
   static Result<std::unique_ptr<PmFsImpl>> mount(pmem::PoolMap pool, const Options& options,
@@ -104,6 +104,13 @@ class PmFsImpl final : public PmFs {
   fs::Capabilities capabilities() const override;
   void init(const fs::KernelRefs* refs) override { refs_ = refs; }
   void forget(fs::Ino ino) override;
+  fs::LayoutProvider* layouts() override { return this; }
+
+  // fs::LayoutProvider (layout_ops.cc)
+  Result<fs::Layout> map(fs::Ino ino, uint64_t offset, uint64_t length,
+                         fs::LayoutIntent intent) override;
+  Status commit(fs::Ino ino, uint64_t generation, std::span<const fs::LayoutExtent> extents,
+                std::optional<uint64_t> new_size, timespec mtime) override;
 
   void lookup(const fs::Context&, fs::Ino parent, std::string_view name, fs::EntryReply r) override;
   void mknod(const fs::Context&, fs::Ino parent, std::string_view name, uint32_t mode,
@@ -303,9 +310,14 @@ class PmFsImpl final : public PmFs {
   void fill_block(const Inode& i, uint64_t fb, uint64_t dst, uint64_t ov_start,
                   uint64_t ov_end, const std::byte* src);
   int do_fallocate(Inode& i, uint32_t mode, uint64_t offset, uint64_t length);
-  enum class Fill { Allocate, Zero, Punch };
+  // Reserve: holes -> new unwritten, everything else kept, times unchanged
+  // (map(Write), layout_ops.cc).
+  enum class Fill { Allocate, Zero, Punch, Reserve };
   Status fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64_t offset, uint64_t end,
                      uint64_t new_size);
+  // The extents of file blocks [a, b) as a layout (layout_ops.cc). Caller
+  // holds i.mu.
+  void layout_of(const Inode& i, uint64_t a, uint64_t b, std::vector<fs::LayoutExtent>* out) const;
 
   const Options opts_;
   pmem::PoolMap pool_;

@@ -19,6 +19,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -215,6 +216,97 @@ TEST(Crash, LargeFallocateIsAtomic) {
   std::vector<std::string> reports;
   CheckStats st = check_run(run, soak() ? 256 : 24, &reports);
   report("large fallocate", st, reports);
+}
+
+// Layouts (docs/layouts.md): map(Write) allocates unwritten blocks in one
+// transaction; a client stores into them (through the recorded pool mapping,
+// with non-temporal stores and a fence, as a direct-access client would) and
+// commit flips them written with the new size and mtime in one transaction;
+// a commit after a truncate is refused. Every crash state shows each whole or
+// not at all, and never the client's bytes before their commit.
+TEST(Crash, LayoutMapAndCommitAreAtomic) {
+  RecordedRun run("layouts", 0, 8 << 20, small_mkfs(64));
+  auto& h = run.h();
+  const fs::Ino f = create_big(run);
+  ASSERT_NE(f, 0u);
+  fs::LayoutProvider* lp = h.fs().layouts();
+  ASSERT_NE(lp, nullptr);
+  std::string data;
+  fill_pattern(&data, 64 << 10, 500);
+  run.op("write /big off 0 len 64 KiB", [&] {
+    auto r = h.write(f, 0, data);
+    return r ? std::to_string(*r) : errno_name(r.error().value);
+  });
+  // The client's stores, through the pool mapping the recorder watches.
+  auto store = [&](const fs::Layout& l, uint64_t off, const std::string& bytes) {
+    auto& pool = const_cast<pmem::PoolMap&>(h.pm().pool());
+    for (const fs::LayoutExtent& x : l.extents) {
+      // Written extents would be overwritten in place, not atomically
+      // (docs/layouts.md): this client leaves them alone.
+      if (x.state != fs::LayoutExtent::State::Unwritten) continue;
+      const uint64_t a = std::max(off, x.offset);
+      const uint64_t b = std::min(off + bytes.size(), x.offset + x.length);
+      if (a < b) pool.write_nt(x.pool_offset + (a - x.offset), bytes.data() + (a - off), b - a);
+    }
+    pool.drain();
+  };
+  struct M {
+    uint64_t off, len;
+    std::optional<uint64_t> size;  // commit's new size
+    bool partial;                  // commit only the first half
+  };
+  const M maps[] = {{64 << 10, 256 << 10, (64 + 256) << 10, false},  // past EOF, grow
+                    {16 << 10, 32 << 10, std::nullopt, false},       // over data: no-op
+                    {1 << 20, 512 << 10, (1 << 20) + 4096 * 10 + 7, true},
+                    {(1 << 20) + (256 << 10), 256 << 10, std::nullopt, false}};
+  uint64_t seed = 600;
+  for (const M& m : maps) {
+    fs::Layout l;
+    run.op(fmt::format("map write /big off {} len {}", m.off, m.len), [&] {
+      auto r = lp->map(f, m.off, m.len, fs::LayoutIntent::Write);
+      EXPECT_TRUE(r);
+      if (!r) return errno_name(r.error().value);
+      l = std::move(*r);
+      return std::string("ok");
+    });
+    fill_pattern(&data, m.len, ++seed);
+    run.op(fmt::format("store and commit /big off {} len {}", m.off, m.len), [&] {
+      store(l, m.off, data);
+      std::vector<fs::LayoutExtent> ext;
+      for (const fs::LayoutExtent& x : l.extents) {
+        if (m.partial && x.offset >= m.off + m.len / 2) break;
+        ext.push_back(x);
+        if (m.partial && x.offset + x.length > m.off + m.len / 2) {
+          ext.back().length = m.off + m.len / 2 - x.offset;
+        }
+      }
+      Status s = lp->commit(f, l.generation, ext, m.size,
+                            timespec{1000 + static_cast<time_t>(seed), 0});
+      EXPECT_TRUE(s) << m.off;
+      return s ? std::string("ok") : errno_name(s.error().value);
+    });
+  }
+  // Stale: mapped, truncated, then committed (refused, nothing changes).
+  fs::Layout l;
+  run.op("map write /big off 2 MiB len 64 KiB", [&] {
+    auto r = lp->map(f, 2 << 20, 64 << 10, fs::LayoutIntent::Write);
+    if (!r) return errno_name(r.error().value);
+    l = std::move(*r);
+    return std::string("ok");
+  });
+  run.op("truncate /big to 100000", [&] {
+    auto r = h.truncate(f, 100000);
+    return r ? std::string("ok") : errno_name(r.error().value);
+  });
+  run.op("commit /big after truncate", [&] {
+    Status s = lp->commit(f, l.generation, l.extents, 3 << 20, timespec{5, 0});
+    EXPECT_EQ(s.error().value, ESTALE);
+    return s ? std::string("ok") : errno_name(s.error().value);
+  });
+  EXPECT_EQ(h.getattr(f)->size, 100000u);
+  std::vector<std::string> reports;
+  CheckStats st = check_run(run, soak() ? 256 : 48, &reports);
+  report("layouts", st, reports);
 }
 
 // RENAME_EXCHANGE of a file and a directory across directories, rename over
