@@ -8,8 +8,10 @@
 // cache do not reach the file system (docs/guarantees.md, "atime").
 #pragma once
 
-#include <ctime>
+#include <fcntl.h>
+
 #include <cstdint>
+#include <ctime>
 
 namespace zest::fs {
 
@@ -40,6 +42,21 @@ inline bool atime_needs_update(const AtimePolicy& p, bool is_dir, const timespec
   if (p.mode == AtimePolicy::Mode::Strict) return true;
   if (ts_le(atime, mtime) || ts_le(atime, ctime)) return true;
   return now.tv_sec - atime.tv_sec >= 24 * 60 * 60;
+}
+
+// For a file system that is the only writer of its data (memfs, pmfs) and
+// serves buffered opens through the kernel's page cache: whether an open of
+// an existing file keeps the kernel's cached pages (OpenInfo::keep_cache).
+// It does, because a cache dropped while another open file writes through
+// it can be refilled with the old bytes (docs/architecture.md, "I/O modes
+// and coherence") — unless no other open of the file exists, so no write
+// can be in flight, and the atime policy wants the next read to reach the
+// file system (it is the only one that sees reads).
+inline bool keep_cache_at_open(const AtimePolicy& p, bool others_open, uint32_t open_flags,
+                               const timespec& atime, const timespec& mtime,
+                               const timespec& ctime, const timespec& now) {
+  if (others_open || (open_flags & O_NOATIME)) return true;
+  return !atime_needs_update(p, false, atime, mtime, ctime, now);
 }
 
 // The fh bit a file system sets for an open with O_NOATIME (the kernel has

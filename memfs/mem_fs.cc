@@ -92,15 +92,10 @@ fs::OpenInfo MemFs::open_info(uint32_t flags, const Inode* existing) const {
   fs::OpenInfo o;
   if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = opts_.io_mode;
-  // Every change to the data comes through this mount, so the kernel keeps
-  // its cached pages across opens: a cache dropped while another open file
-  // writes through it can be refilled with the old bytes (docs/
-  // architecture.md, "I/O modes and coherence"). Except when no other open
-  // file exists, so no write can be in flight, and the atime policy wants
-  // the next read to reach us.
-  o.keep_cache = !(existing && existing->open_count == 0 && !(flags & O_NOATIME) &&
-                   fs::atime_needs_update(opts_.atime, false, existing->atime,
-                                          existing->mtime, existing->ctime, now()));
+  // A new file has nothing cached.
+  o.keep_cache = !existing || fs::keep_cache_at_open(opts_.atime, existing->open_count != 0,
+                                                     flags, existing->atime, existing->mtime,
+                                                     existing->ctime, now());
   return o;
 }
 

@@ -181,16 +181,13 @@ fs::OpenInfo PmFsImpl::open_info(uint32_t flags, const Inode* existing) const {
   fs::OpenInfo o;
   if (flags & O_NOATIME) o.fh |= fs::kFhNoAtime;
   o.mode = fs::IoMode::Direct;  // the pool is the only copy
-  // As memfs (MemFs::open_info): the kernel keeps its cached pages across
-  // opens, unless nothing else has the file open and atime wants the next
-  // read to reach us.
-  if (existing && existing->open_count == 0 && !(flags & O_NOATIME)) {
+  // A new file has nothing cached.
+  o.keep_cache = true;
+  if (existing) {
     const DiskInode& d = existing->d;
-    o.keep_cache = !fs::atime_needs_update(opts_.atime, false, {d.atime_sec, d.atime_nsec},
-                                           {d.mtime_sec, d.mtime_nsec},
-                                           {d.ctime_sec, d.ctime_nsec}, now_ts());
-  } else {
-    o.keep_cache = true;
+    o.keep_cache = fs::keep_cache_at_open(opts_.atime, existing->open_count != 0, flags,
+                                          {d.atime_sec, d.atime_nsec}, {d.mtime_sec, d.mtime_nsec},
+                                          {d.ctime_sec, d.ctime_nsec}, now_ts());
   }
   return o;
 }
