@@ -3,10 +3,13 @@
 // pool itself, and takes it back with a generation (DESIGN.md, "Layouts and
 // direct access"; docs/layouts.md says what is done and what is not).
 //
-// This is the map/commit half only: no leases, recall or fencing yet. A
-// file system that stores files in one byte-addressable pool offers it by
-// returning a LayoutProvider from FileSystem::layouts(); the others return
-// nullptr (the default), meaning ENOTSUP.
+// This is the file system's half: map and commit, and the hook through
+// which the lease manager (layout/) keeps freed blocks from being reused
+// while a lease may still point at them. Leases, recall and fencing live in
+// layout/, independent of any file system. A file system that stores files
+// in one byte-addressable pool offers it by returning a LayoutProvider from
+// FileSystem::layouts(); the others return nullptr (the default), meaning
+// ENOTSUP.
 //
 // Units: bytes, every offset and length a multiple of the file system's
 // block size (4096 for pmfs). Extents are sorted by file offset and do not
@@ -45,7 +48,20 @@ struct Layout {
   // zero range, a copy-on-write write, the file being freed), and commit()
   // refuses extents mapped under another one.
   uint64_t generation = 0;
+  uint64_t file_size = 0;  // the file's size when the map was taken
   std::vector<LayoutExtent> extents;
+};
+
+// Who may still hold maps of a file: the lease manager answers for its
+// leases, returned or not yet acknowledged after a fence.
+class LayoutHolds {
+ public:
+  // True while someone may still load or store through a map of `ino`.
+  // Called by the file system with its own locks held: must not call back.
+  virtual bool held(Ino ino) = 0;
+
+ protected:
+  ~LayoutHolds() = default;
 };
 
 class LayoutProvider {
@@ -88,6 +104,16 @@ class LayoutProvider {
   // holds; commit in pieces). On any error nothing changed.
   virtual Status commit(Ino ino, uint64_t generation, std::span<const LayoutExtent> extents,
                         std::optional<uint64_t> new_size, timespec mtime) = 0;
+
+  // Deferred free (DESIGN.md, "the delayed free"): with `holds` set, data
+  // blocks a file frees while holds->held(ino) is true are not reused: they
+  // wait (DRAM only; on the media they are free) until release_held(ino).
+  // The lease manager calls release_held(ino) once held(ino) turned false,
+  // without its own locks held. nullptr: blocks are reused at once.
+  virtual void set_holds(LayoutHolds* holds) = 0;
+  virtual void release_held(Ino ino) = 0;
+  // Blocks waiting in deferred frees, for statfs-minded tests and stats.
+  virtual uint64_t deferred_blocks() const = 0;
 
  protected:
   ~LayoutProvider() = default;

@@ -174,6 +174,7 @@ Status ExtentMap::stage(Edit& e, uint64_t a, uint64_t b, std::span<const Mapping
     }
     if (end > cursor) tx.free_after(x.pool + (cursor - f), end - cursor);
   }
+  if (!tx.frees().empty()) tx.frees_data_of(env.ino);
   for (const Mapping& m : maps) e.blocks_delta += static_cast<int64_t>(m.count);
 
   // Slots: an unchanged extent keeps its slot and needs no record; the

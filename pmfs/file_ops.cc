@@ -444,6 +444,7 @@ Status PmFsImpl::truncate_locked(Inode& i, uint64_t size, const DiskInode& extra
   if (size == 0) {
     // Drop the whole chain: no per-extent records, whatever the file's size.
     em.free_all(tx);
+    tx.frees_data_of(i.ino);
     nd.blocks = 0;
     nd.extent_head = 0;
     put_inode(tx, i.ino, nd);

@@ -52,6 +52,7 @@ class Transaction {
     buf_.clear();
     frees_.clear();
     records_ = 0;
+    data_ino_ = 0;
   }
   void put(uint64_t dest, const void* src, size_t len);
   template <class T>
@@ -63,6 +64,11 @@ class Transaction {
     if (count) frees_.push_back({start, count});
   }
 
+  // The frees include data blocks of regular file `ino` (which a layout
+  // may map: PmFsImpl::commit defers them while the file's maps are held).
+  void frees_data_of(uint64_t ino) { data_ino_ = ino; }
+  uint64_t data_ino() const { return data_ino_; }
+
   size_t bytes() const { return buf_.size(); }
   size_t records() const { return records_; }
   bool empty() const { return buf_.empty(); }
@@ -72,6 +78,7 @@ class Transaction {
  private:
   std::vector<std::byte> buf_;
   std::vector<BlockRun> frees_;
+  uint64_t data_ino_ = 0;
   size_t records_ = 0;
 };
 

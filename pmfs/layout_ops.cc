@@ -66,6 +66,7 @@ Result<fs::Layout> PmFsImpl::map(fs::Ino ino, uint64_t offset, uint64_t length,
     std::shared_lock lock(i->mu);
     if (i->freed) return Errno(ENOENT);
     out.generation = i->layout_gen;
+    out.file_size = i->d.size;
     const uint64_t b = (std::min(end, i->d.size) + kBlockSize - 1) / kBlockSize;
     if (a < b) layout_of(*i, a, b, &out.extents);
     return out;
@@ -87,6 +88,7 @@ Result<fs::Layout> PmFsImpl::map(fs::Ino ino, uint64_t offset, uint64_t length,
     }
   }
   out.generation = i->layout_gen;
+  out.file_size = i->d.size;
   layout_of(*i, a, b, &out.extents);
   return out;
 }

@@ -141,8 +141,50 @@ void PmFsImpl::put_inode(Transaction& tx, uint64_t ino, DiskInode& d) const {
 Status PmFsImpl::commit(Transaction& tx) {
   if (!writable()) return Errno(EROFS);
   if (Status s = journal_->commit(tx); !s) return s;
-  for (const BlockRun& r : tx.frees()) balloc_.free(r.start, r.count);
+  release_frees(tx);
   return {};
+}
+
+void PmFsImpl::release_frees(const Transaction& tx) {
+  if (tx.data_ino() != 0) {
+    std::lock_guard lock(deferred_mu_);
+    fs::LayoutHolds* holds = holds_.load(std::memory_order_acquire);
+    if (holds && holds->held(tx.data_ino())) {
+      std::vector<BlockRun>& waiting = deferred_[tx.data_ino()];
+      for (const BlockRun& r : tx.frees()) {
+        waiting.push_back(r);
+        deferred_blocks_ += r.count;
+      }
+      return;
+    }
+  }
+  for (const BlockRun& r : tx.frees()) balloc_.free(r.start, r.count);
+}
+
+void PmFsImpl::set_holds(fs::LayoutHolds* holds) {
+  holds_.store(holds, std::memory_order_release);
+  if (holds) return;
+  // Nobody can hold a map any more: everything waiting is free.
+  std::lock_guard lock(deferred_mu_);
+  for (auto& [ino, runs] : deferred_) balloc_.free(runs);
+  deferred_.clear();
+  deferred_blocks_ = 0;
+}
+
+void PmFsImpl::release_held(fs::Ino ino) {
+  std::lock_guard lock(deferred_mu_);
+  auto it = deferred_.find(ino);
+  if (it == deferred_.end()) return;
+  fs::LayoutHolds* holds = holds_.load(std::memory_order_acquire);
+  if (holds && holds->held(ino)) return;  // held again since: waits on
+  for (const BlockRun& r : it->second) deferred_blocks_ -= r.count;
+  balloc_.free(it->second);
+  deferred_.erase(it);
+}
+
+uint64_t PmFsImpl::deferred_blocks() const {
+  std::lock_guard lock(deferred_mu_);
+  return deferred_blocks_;
 }
 
 fs::Attr PmFsImpl::attr_of(const Inode& i) const {
@@ -193,7 +235,10 @@ fs::OpenInfo PmFsImpl::open_info(uint32_t flags, const Inode* existing) const {
 }
 
 void PmFsImpl::collect_blocks(const Inode& i, Transaction& tx) const {
-  if (i.ext) i.ext->free_all(tx);
+  if (i.ext) {
+    i.ext->free_all(tx);
+    if (i.is_reg()) tx.frees_data_of(i.ino);
+  }
   if (i.dir) {
     for (uint64_t b : i.dir->chain()) tx.free_after(b, 1);
   }

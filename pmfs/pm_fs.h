@@ -43,10 +43,12 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/posix_acl.h"
@@ -111,6 +113,10 @@ class PmFsImpl final : public PmFs, public fs::LayoutProvider {
                          fs::LayoutIntent intent) override;
   Status commit(fs::Ino ino, uint64_t generation, std::span<const fs::LayoutExtent> extents,
                 std::optional<uint64_t> new_size, timespec mtime) override;
+  // Deferred frees (pm_fs.cc, release_frees).
+  void set_holds(fs::LayoutHolds* holds) override;
+  void release_held(fs::Ino ino) override;
+  uint64_t deferred_blocks() const override;
 
   void lookup(const fs::Context&, fs::Ino parent, std::string_view name, fs::EntryReply r) override;
   void mknod(const fs::Context&, fs::Ino parent, std::string_view name, uint32_t mode,
@@ -324,6 +330,15 @@ class PmFsImpl final : public PmFs, public fs::LayoutProvider {
   const Superblock sb_;
   std::unique_ptr<Journal> journal_;
   BlockAllocator balloc_;
+  // Blocks a committed transaction freed, back to balloc_ at once, or, for
+  // data of a file whose maps a LayoutHolds says are held, parked in
+  // deferred_ until release_held (DRAM only: on the media they are free,
+  // so a crash or remount simply has them free).
+  void release_frees(const Transaction& tx);
+  std::atomic<fs::LayoutHolds*> holds_{nullptr};
+  mutable std::mutex deferred_mu_;
+  std::unordered_map<uint64_t, std::vector<BlockRun>> deferred_;
+  uint64_t deferred_blocks_ = 0;
   InodeAllocator ialloc_;
   InodeTable table_;
   std::mutex rename_mu_;

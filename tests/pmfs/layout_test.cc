@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "memfs/memfs.h"
@@ -424,6 +425,65 @@ TEST_F(LayoutTest, ReadOnlyMountRefusesWrites) {
   EXPECT_TRUE(lp().map(f, 0, P, LayoutIntent::Read));
   EXPECT_EQ(lp().map(f, 0, P, LayoutIntent::Write).error().value, EROFS);
   EXPECT_EQ(lp().commit(f, 1, {}, std::nullopt, timespec{1, 0}).error().value, EROFS);
+}
+
+}  // namespace
+}  // namespace zest::pmfs::test
+
+namespace zest::pmfs::test {
+namespace {
+
+// A LayoutHolds whose answer the test sets.
+struct Holds final : fs::LayoutHolds {
+  std::atomic<bool> on{true};
+  bool held(fs::Ino) override { return on; }
+};
+
+// Blocks a file frees while its maps are held are not reused until
+// release_held: a stopped client's stale map can never reach another
+// file's data (the delayed free, DESIGN.md).
+TEST_F(LayoutTest, FreesWaitWhileMapsAreHeld) {
+  Holds holds;
+  lp().set_holds(&holds);
+  fs::Ino f = make();
+  ASSERT_TRUE(write(f, 0, std::string(16 * P, 'f')));
+  auto l = lp().map(f, 0, 16 * P, LayoutIntent::Read);
+  ASSERT_TRUE(l);
+  const uint64_t used = used_blocks();
+  ASSERT_TRUE(truncate(f, 0));
+  EXPECT_GE(lp().deferred_blocks(), 16u);  // and the extent block
+  EXPECT_EQ(used_blocks(), used);  // still taken
+  // Another file cannot get them: its blocks are not the freed ones.
+  fs::Ino g = make("g");
+  ASSERT_TRUE(write(g, 0, std::string(16 * P, 'g')));
+  auto lg = lp().map(g, 0, 16 * P, LayoutIntent::Read);
+  ASSERT_TRUE(lg);
+  for (const LayoutExtent& x : lg->extents)
+    for (const LayoutExtent& y : l->extents)
+      EXPECT_TRUE(x.pool_offset + x.length <= y.pool_offset ||
+                  y.pool_offset + y.length <= x.pool_offset);
+  // Still held: release_held changes nothing.
+  lp().release_held(f);
+  EXPECT_GE(lp().deferred_blocks(), 16u);
+  holds.on = false;
+  lp().release_held(f);
+  EXPECT_EQ(lp().deferred_blocks(), 0u);
+  EXPECT_LE(used_blocks(), used + 1);  // g took about as many as f gave back
+  lp().set_holds(nullptr);
+}
+
+TEST_F(LayoutTest, UnsettingHoldsFreesEverythingWaiting) {
+  Holds holds;
+  lp().set_holds(&holds);
+  fs::Ino f = make();
+  ASSERT_TRUE(write(f, 0, std::string(4 * P, 'f')));
+  const uint64_t used = used_blocks();
+  ASSERT_EQ(unlink(fs::kRootIno, "f"), 0);
+  forget(f);
+  EXPECT_GE(lp().deferred_blocks(), 4u);  // and the extent block
+  lp().set_holds(nullptr);
+  EXPECT_EQ(lp().deferred_blocks(), 0u);
+  EXPECT_LT(used_blocks(), used);
 }
 
 }  // namespace
