@@ -212,7 +212,11 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       if (v & abi::FATTR_KILL_SUIDGID) sa.valid |= fs::SetAttr::kKillSuidGid;
       if (v & abi::FATTR_FH) { sa.has_fh = true; sa.fh = in.fh; }
       if (opts_.debug) log_debug("setattr nodeid={} valid={:#x}", ino, v);
-      return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
+      if (!gate_ || !(sa.valid & fs::SetAttr::kSize)) return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
+      // A size change may free or move blocks anywhere past the new end.
+      const GateTicket t = gate_->enter(ino, 0, AccessGate::kToEnd, true);
+      fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
+      return gate_->leave(t);
     }
     case abi::FUSE_READLINK:
       s->max_out = 4095;  // the kernel reads at most a page less its NUL
@@ -277,14 +281,20 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_read_in in;
       if (!a.read(&in)) return malformed(s, "READ args");
       s->max_out = in.size;
-      return fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
+      if (!gate_) return fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
+      const GateTicket t = gate_->enter(ino, in.offset, in.size, false);
+      fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
+      return gate_->leave(t);
     }
     case abi::FUSE_WRITE: {
       abi::fuse_write_in in;
       std::span<const std::byte> data;
       if (!a.read(&in) || !a.bytes(in.size, &data)) return malformed(s, "WRITE args");
       uint32_t flags = (in.write_flags & abi::FUSE_WRITE_KILL_SUIDGID) ? 1u : 0u;
-      return fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
+      if (!gate_) return fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
+      const GateTicket t = gate_->enter(ino, in.offset, in.size, true);
+      fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
+      return gate_->leave(t);
     }
     case abi::FUSE_STATFS:
       return fs_.statfs(ctx, ino, fs::StatfsReply(sink, s));
@@ -391,8 +401,11 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_FALLOCATE: {
       abi::fuse_fallocate_in in;
       if (!a.read(&in)) return malformed(s, "FALLOCATE args");
-      return fs_.fallocate(ctx, ino, in.fh, in.mode, in.offset, in.length,
-                           fs::StatusReply(sink, s));
+      const GateTicket t =
+          gate_ ? gate_->enter(ino, in.offset, in.length, true) : GateTicket{};
+      fs_.fallocate(ctx, ino, in.fh, in.mode, in.offset, in.length, fs::StatusReply(sink, s));
+      if (gate_) gate_->leave(t);
+      return;
     }
     case abi::FUSE_LSEEK: {
       abi::fuse_lseek_in in;
@@ -407,9 +420,18 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       uint64_t len = in.len;
       // The 32-bit variant answers in a 32-bit field.
       if (h.opcode == abi::FUSE_COPY_FILE_RANGE) len = std::min<uint64_t>(len, 1u << 30);
-      return fs_.copy_file_range(ctx, ino, in.fh_in, in.off_in, in.nodeid_out,
-                                 in.fh_out, in.off_out, len, static_cast<uint32_t>(in.flags),
-                                 fs::WriteReply(sink, s));
+      GateTicket tin, tout;
+      if (gate_) {
+        tin = gate_->enter(ino, in.off_in, len, false);
+        tout = gate_->enter(in.nodeid_out, in.off_out, len, true);
+      }
+      fs_.copy_file_range(ctx, ino, in.fh_in, in.off_in, in.nodeid_out, in.fh_out, in.off_out,
+                          len, static_cast<uint32_t>(in.flags), fs::WriteReply(sink, s));
+      if (gate_) {
+        gate_->leave(tout);
+        gate_->leave(tin);
+      }
+      return;
     }
     case abi::FUSE_SYNCFS:
       return fs_.syncfs(ctx, fs::StatusReply(sink, s));

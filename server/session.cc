@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -561,6 +562,11 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   if (threads == 0) threads = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
 
   DevWire master(transport::DevChannel::borrow(mount.fd()));
+  notify_fd_.store(mount.fd());
+  struct ClearNotify {
+    std::atomic<int>& fd;
+    ~ClearNotify() { fd.store(-1); }
+  } clear_notify{notify_fd_};
   Worker first(&master);
   AlignedBuffer first_buf(kRequestBufferSize);
 
@@ -690,6 +696,23 @@ Result<void> Session::serve(transport::FuseMount& mount) {
   // The kernel is gone: it holds no references any more.
   for (uint64_t ino : refs_.clear()) fs_.forget(ino);
   if (!destroyed_.exchange(true)) fs_.destroy();
+  return {};
+}
+
+
+Result<void> Session::notify_inval_inode(fs::Ino ino, int64_t off, int64_t len) {
+  const int fd = notify_fd_.load();
+  if (fd < 0 || !initialized_.load() || destroyed_.load()) return Errno(ENOTCONN);
+  abi::fuse_notify_inval_inode_out body{};
+  body.ino = ino;
+  body.off = off;
+  body.len = len;
+  abi::fuse_out_header oh{};
+  oh.len = sizeof(oh) + sizeof(body);
+  oh.error = abi::FUSE_NOTIFY_INVAL_INODE;
+  oh.unique = 0;
+  iovec iov[2] = {{&oh, sizeof(oh)}, {&body, sizeof(body)}};
+  if (::writev(fd, iov, 2) < 0) return last_errno();
   return {};
 }
 

@@ -25,6 +25,7 @@
 #include "abi/fuse_abi.h"
 #include "base/result.h"
 #include "fs/filesystem.h"
+#include "server/access_gate.h"
 #include "server/arg_reader.h"
 #include "server/backing.h"
 #include "server/inode_refs.h"
@@ -122,6 +123,16 @@ class Session final : public fs::ReplySink {
   void set_backing_control(BackingControl* ctl) { passthrough_.set_control(ctl); }
   const PassthroughTable& passthrough() const { return passthrough_; }
 
+  // Asked before the kernel path touches file data (layouts); set before
+  // serve(), or nullptr.
+  void set_access_gate(AccessGate* gate) { gate_ = gate; }
+  // FUSE_NOTIFY_INVAL_INODE: the kernel drops its cached attributes of
+  // `ino` and, for off >= 0, its cached pages from `off` for `len` bytes
+  // (0: to the end). Any thread, once serve() has answered INIT; ENOTCONN
+  // before that and after the mount went away, ENOENT when the kernel does
+  // not know the inode (not an error for the caller's purpose).
+  Result<void> notify_inval_inode(fs::Ino ino, int64_t off, int64_t len);
+
   bool initialized() const { return initialized_.load(); }
   const Negotiated& negotiated() const { return neg_; }
   const InodeRefs& refs() const { return refs_; }
@@ -210,6 +221,8 @@ class Session final : public fs::ReplySink {
 
   fs::FileSystem& fs_;
   SessionOptions opts_;
+  AccessGate* gate_ = nullptr;
+  std::atomic<int> notify_fd_{-1};
   DiscardSink discard_;
   Negotiated neg_;
   std::atomic<bool> initialized_{false};
