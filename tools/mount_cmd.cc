@@ -16,6 +16,8 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "layout/channel_server.h"
+#include "pmfs/pmfs.h"
 #include "server/session.h"
 #include "tools/commands.h"
 #include "tools/fs_registry.h"
@@ -43,6 +45,10 @@ struct MountArgs {
   std::vector<std::string> options;  // -o, each possibly comma separated
   bool debug = false;
   bool direct_io = false;  // -o direct_io: no page cache for buffered opens
+  // -o nolayouts: no client channel (libzest-direct then uses the kernel
+  // path); layout_recall_ms=N: how long a recalled lease holder gets.
+  bool layouts = true;
+  unsigned recall_ms = 100;
 };
 
 void error(const std::string& what) { fmt::print(stderr, "zest: {}\n", what); }
@@ -173,7 +179,33 @@ int serve(transport::FuseMount& mount, FsChoice& choice, const MountArgs& args) 
   so.uring_depth = args.uring_depth;
   so.direct_io = args.direct_io;
   server::Session session(*choice.fs, so);
+  // Layouts: the client channel for direct access (docs/direct.md), on a
+  // file system that offers them and stores files in a pool.
+  std::unique_ptr<layout::ChannelServer> channel;
+  auto* pm = dynamic_cast<pmfs::PmFs*>(choice.fs.get());
+  if (args.layouts && pm && choice.fs->layouts() && !args.positional.empty()) {
+    layout::ChannelOptions co;
+    co.pool_path = args.positional.front();
+    co.pool_size = pm->pool().size();
+    co.persist_msync = pm->pool().granularity() == pmem::Granularity::Page;
+    co.fs_dev = mount.device();
+    co.recall_timeout = std::chrono::milliseconds(args.recall_ms);
+    std::string why;
+    auto c = layout::ChannelServer::start(
+        *choice.fs->layouts(), co,
+        [&session](fs::Ino ino, int64_t off, int64_t len) {
+          (void)session.notify_inval_inode(ino, off, len);
+        },
+        &why);
+    if (c) {
+      channel = std::move(*c);
+      session.set_access_gate(channel->gate());
+    } else {
+      fmt::print(stderr, "zest: no direct access on {}: {}\n", mount.mountpoint(), why);
+    }
+  }
   auto r = session.serve(mount);
+  channel.reset();  // before the file system: it hands back deferred blocks
   // The file system goes before the session: pending async replies still
   // complete through the session while the file system shuts down.
   choice.fs.reset();
@@ -190,6 +222,11 @@ int do_mount(MountArgs args, bool announce_default) {
   if (args.positional.size() == 1) {
     mountpoint = args.positional[0];
   } else if (args.positional.size() == 2) {
+    // Absolute, for what the server opens after it left this directory
+    // (the client channel opens the pool again for each client).
+    std::error_code ec;
+    if (auto abs = std::filesystem::absolute(args.positional[0], ec); !ec)
+      args.positional[0] = abs.lexically_normal().string();
     source = args.positional[0];
     mountpoint = args.positional[1];
   } else {
@@ -218,6 +255,15 @@ int do_mount(MountArgs args, bool announce_default) {
       }
     } else if (*it == "direct_io") {
       args.direct_io = true;
+    } else if (*it == "layouts" || *it == "nolayouts") {
+      args.layouts = *it == "layouts";
+    } else if (it->rfind("layout_recall_ms=", 0) == 0) {
+      try {
+        args.recall_ms = std::clamp(static_cast<unsigned>(std::stoul(it->substr(17))), 1u, 60000u);
+      } catch (...) {
+        error("mount: bad value in -o " + *it);
+        return 2;
+      }
     } else if (it->rfind("uring_depth=", 0) == 0) {
       try {
         args.uring_depth = std::clamp(static_cast<unsigned>(std::stoul(it->substr(12))), 1u, 256u);
@@ -349,7 +395,9 @@ std::function<int()> add_mount_command(CLI::App& app) {
                   "relatime (default), noatime, strictatime, nodiratime, lazytime, "
                   "max_read=N, transport=dev|uring|auto, uring_depth=N, direct_io (no "
                   "page cache even for buffered opens; shared mappings are then refused), "
-                  "and the file system's own")
+                  "nolayouts (no direct access for libzest-direct clients), "
+                  "layout_recall_ms=N (how long a client has to return a recalled "
+                  "lease, default 100), and the file system's own")
       ->allow_extra_args(false);
   cmd->add_flag("-d,--debug", args->debug, "Log every request (implies -f)");
   cmd->footer(fs_options_help());
