@@ -165,12 +165,12 @@ Result<Grant> LeaseManager::acquire(ClientId c, fs::Ino ino, uint64_t off, uint6
     const bool conflict =
         fit != files_.end() &&
         std::any_of(fit->second.leases.begin(), fit->second.leases.end(), [&](Lease* l) {
-          return l->client != c && overlaps(*l, off, end) && conflicts(l->mode, mode);
+          return overlaps(*l, off, end) && conflicts(l->mode, mode);
         });
     if (!conflict) break;
     // Others hold it: recall under a guard of our own, then look again.
     ++files_[ino].guards;
-    take_back(lock, ino, off, end, mode, c);
+    take_back(lock, ino, off, end, mode, 0);
     if (--files_[ino].guards == 0) cv_.notify_all();
   }
   Client& cl = clients_.at(c);

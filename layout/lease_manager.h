@@ -2,8 +2,10 @@
 // (docs/layouts.md, "Leases, recall and fencing"). Independent of any file
 // system: it sits over a fs::LayoutProvider and is its fs::LayoutHolds.
 //
-//  - A read lease is shared; a write lease is exclusive over its range
-//    (against other clients; one client's own leases never conflict).
+//  - A read lease is shared; a write lease is exclusive over its range,
+//    also against the same client's other leases (each of a client's open
+//    files keeps its own map and size, which another one's writes would
+//    make stale).
 //  - Anything that would move, free or change leased blocks first calls
 //    recall(): the conflicting holders are marked Recall in their state
 //    tables and told through their channel (LeaseClient::recall), and get
@@ -87,7 +89,7 @@ class LeaseManager final : public fs::LayoutHolds {
   void detach(ClientId c);
 
   // A lease on [off, off + len) of `ino` (len kToEnd: to the end). Recalls
-  // conflicting leases of other clients first (waiting at most the
+  // conflicting leases first (waiting at most the
   // deadline, then fencing them). ENOLCK: the client's table is full.
   Result<Grant> acquire(ClientId c, fs::Ino ino, uint64_t off, uint64_t len, LeaseMode mode);
   // Hands lease `id` back (valid or fenced). ENOENT: not the client's.

@@ -4,6 +4,7 @@
 // than its opcode needs, or whose names are not NUL-terminated, is answered
 // EIO (Session::malformed) and never dereferenced past its end. Nothing here
 // allocates: names and write data are views into the receive buffer.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -275,7 +276,11 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_open_in in;
       if (!a.read(&in)) return malformed(s, "OPEN args");
       s->open_flags = in.flags;
-      return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
+      // O_TRUNC comes with OPEN (FUSE_ATOMIC_O_TRUNC), not as a SETATTR.
+      if (!gate_ || !(in.flags & O_TRUNC)) return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
+      const GateTicket t = gate_->enter(ino, 0, AccessGate::kToEnd, true);
+      fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
+      return gate_->leave(t);
     }
     case abi::FUSE_READ: {
       abi::fuse_read_in in;

@@ -122,11 +122,20 @@ TEST_F(LeaseManagerTest, AWriteLeaseRecallsOthersAndTheyReturnInTime) {
   EXPECT_FALSE(slot_usable(x->word, ta.load(x->slot)));
 }
 
-TEST_F(LeaseManagerTest, OneClientsOwnLeasesNeverConflict) {
-  auto x = m->acquire(a, 5, 0, LeaseManager::kToEnd, LeaseMode::Write);
+TEST_F(LeaseManagerTest, OneClientsOwnLeasesConflictToo) {
+  // Each open file of a client caches its own map and size.
+  auto x = m->acquire(a, 5, 0, LeaseManager::kToEnd, LeaseMode::Read);
+  ASSERT_TRUE(x);
+  std::thread answer;
+  ca.on_recall = [&](uint64_t id) {
+    answer = std::thread([&, id] { EXPECT_TRUE(m->release(a, id)); });
+  };
   auto y = m->acquire(a, 5, 0, LeaseManager::kToEnd, LeaseMode::Write);
-  ASSERT_TRUE(x && y);
-  EXPECT_EQ(ca.recalls, 0);
+  ASSERT_TRUE(y);
+  answer.join();
+  EXPECT_EQ(ca.recalls, 1);
+  EXPECT_FALSE(slot_usable(x->word, ta.load(x->slot)));
+  EXPECT_EQ(m->stats().fenced, 0u);
 }
 
 TEST_F(LeaseManagerTest, DisjointRangesDoNotConflict) {
