@@ -103,7 +103,8 @@ std::vector<OpInfo> select_ops(const std::vector<OpInfo>& all,
 int run(int argc, char** argv) {
   CLI::App app{
       "zest-bench: per-operation latency (median, p99) of tmpfs, libfuse 3's "
-      "passthrough examples and zest's file systems over both transports, "
+      "passthrough examples and zest's file systems over both transports "
+      "and through libzest-direct, "
       "4 KiB IOPS with 1 and 4 threads, the round trip of a no-op request, "
       "and the cost of durable writes and creates on tmpfs, ext4, zest memfs "
       "and pmfs, with ratios. Run as root."};
@@ -289,6 +290,10 @@ int run(int argc, char** argv) {
   report.config = cfg;
   report.cpu = sopts.cpu;
   report.timer_overhead_ns = timer_overhead_ns();
+  // The ceiling of the 1 MiB rows of targets that copy (direct), in the
+  // same run.
+  report.copy_baselines =
+      measure_memcpy(cfg.big_warmup, cfg.big_iterations, cfg.file_size);
 
   auto scratch = ScratchDir::create(workdir);
   if (!scratch) {

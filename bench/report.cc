@@ -326,6 +326,16 @@ void print_markdown(std::FILE* out, const Report& r) {
              r.cpu >= 0 ? fmt::format("pinned to CPU {}", r.cpu)
                         : std::string("not pinned"),
              r.timer_overhead_ns);
+  fmt::print(out,
+             "- memcpy, timed like the rows (median, p99; MiB/s = 1 MiB / "
+             "mean):\n");
+  for (const CopyBaseline* b :
+       {&r.copy_baselines.hot, &r.copy_baselines.walk}) {
+    if (b->stats.n == 0) continue;
+    fmt::print(out, "  - {}: {} µs, {} µs, {:.0f} MiB/s\n", b->what,
+               fmt_us(b->stats.median_us), fmt_us(b->stats.p99_us),
+               b->mib_per_s);
+  }
   fmt::print(out, "- libfuse: {}\n\n",
              r.machine.libfuse_version.empty() ? "unknown"
                                                : r.machine.libfuse_version);
@@ -349,6 +359,21 @@ Outcome<void> write_json(const std::string& path, const Report& r) {
       "\"cpu\": {}, \"timer_overhead_ns\": {:.1f}}},\n",
       c.iterations, c.warmup, c.big_iterations, c.big_warmup, c.sync_iterations,
       c.sync_warmup, c.rounds, c.file_size, r.cpu, r.timer_overhead_ns);
+  o << "  \"memcpy\": [";
+  bool first_copy = true;
+  for (const CopyBaseline* b :
+       {&r.copy_baselines.hot, &r.copy_baselines.walk}) {
+    if (b->stats.n == 0) continue;
+    o << (first_copy ? "\n    " : ",\n    ")
+      << "{\"what\": " << json_string(b->what)
+      << fmt::format(
+             ", \"n\": {}, \"median_us\": {:.3f}, \"p99_us\": {:.3f}, "
+             "\"mean_us\": {:.3f}, \"mib_per_s\": {:.1f}}}",
+             b->stats.n, b->stats.median_us, b->stats.p99_us, b->stats.mean_us,
+             b->mib_per_s);
+    first_copy = false;
+  }
+  o << "],\n";
   o << "  \"tables\": [";
   for (size_t ti = 0; ti < r.tables.size(); ++ti) {
     const Table& tb = r.tables[ti];

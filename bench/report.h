@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/outcome.h"
+#include "bench/timing.h"
 #include "bench/workload.h"
 
 namespace zest::bench {
@@ -53,6 +54,7 @@ struct Report {
   WorkloadConfig config;
   int cpu = -1;  // the benchmark thread's CPU, -1 when not pinned
   double timer_overhead_ns = 0;
+  CopyBaselines copy_baselines;  // what a 1 MiB memcpy costs here
   std::vector<Table> tables;
 };
 

@@ -65,7 +65,7 @@ std::vector<Subject> set_up(const std::vector<std::string>& ids,
       g_stalled = 0;
       std::optional<WatchScope> watch;
       if (s.target->fuse) watch.emplace(watchdog, s.target->root);
-      auto w = Workload::prepare(s.target->root, cfg);
+      auto w = Workload::prepare(s.target->root, cfg, s.target->libzest_direct);
       if (w) {
         s.workload = std::move(w.value());
       } else {
@@ -180,6 +180,9 @@ std::vector<TargetSummary> summaries(const std::vector<Subject>& subjects) {
       t.unavailable = s.unavailable;
     } else {
       t.description = s.target->description;
+      if (std::string api = s.workload->api_summary(); !api.empty()) {
+        t.description += "; " + api;
+      }
     }
     out.push_back(std::move(t));
   }

@@ -172,16 +172,14 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
     return;
   }
   std::string pool_dir, what;
-  if (auto r = make_tmpfs(t, scratch, uring ? "pmfs-uring-pool" : "pmfs-pool",
-                          &pool_dir, &what);
-      !r) {
+  if (auto r = make_tmpfs(t, scratch, t.id + "-pool", &pool_dir, &what); !r) {
     t.unavailable = "pool store: " + r.error();
     return;
   }
   // On a private tmpfs the pool goes with the mount; in the /dev/shm
   // fallback that directory's guard removes it.
   std::string pool = t.shm_dir ? t.shm_dir->file("pool") : pool_dir + "/pool";
-  std::string log = scratch.file("pmfs-mkfs.log");
+  std::string log = scratch.file(t.id + "-mkfs.log");
   if (auto r = run_program(
           {opts.zest_binary, "mkfs", "--size", opts.pmfs_pool_size, pool}, log);
       !r) {
@@ -195,6 +193,20 @@ void make_pmfs(Target& t, const TargetOptions& opts, ScratchDir& scratch,
       t, opts, scratch, "pmfs", extra, pool,
       std::string(uring ? "pmfs over FUSE io_uring" : "pmfs over /dev/fuse") +
           "; pool: " + opts.pmfs_pool_size + " file on " + what);
+}
+
+// pmfs-uring's mount, measured through libzest-direct: the workload
+// attaches to it (and checks that reads and writes go to the pool) when it
+// is prepared.
+void make_direct(Target& t, const TargetOptions& opts, ScratchDir& scratch) {
+  make_pmfs(t, opts, scratch, /*uring=*/true);
+  t.libzest_direct = true;
+  if (!t.unavailable.empty()) return;
+  t.description +=
+      "; the calls through libzest-direct (zest_direct_attach(MNT, 0)): "
+      "reads and writes copy from and to the mapped pool under leases "
+      "(writes durable on return, like pmfs's), opens, creates, stat and "
+      "unlink go through the mount inside the library";
 }
 
 // mirrorfs over a private tmpfs, like passthrough_ll's backing store. With
@@ -373,6 +385,11 @@ constexpr TargetHelp kTargets[] = {
     {"zest-uring", "zest memfs over FUSE io_uring (--transport=uring)"},
     {"pmfs", "zest pmfs on a fresh pool on a private tmpfs, /dev/fuse"},
     {"pmfs-uring", "the same over FUSE io_uring"},
+    {"direct",
+     "pmfs-uring's mount (a pool of its own), the calls through "
+     "libzest-direct: reads and writes from the mapped pool under leases, "
+     "the rest through the mount; n/a unless the library reads and writes "
+     "directly, and rows it cannot express (no-op, statx) are n/a"},
     {"mirrorfs",
      "zest mirrorfs over a private tmpfs, passthrough (its default; "
      "--mirrorfs-opts), /dev/fuse"},
@@ -436,6 +453,8 @@ std::unique_ptr<Target> make_target(const std::string& id,
     make_pmfs(*t, opts, scratch);
   } else if (id == "pmfs-uring") {
     make_pmfs(*t, opts, scratch, /*uring=*/true);
+  } else if (id == "direct") {
+    make_direct(*t, opts, scratch);
   } else if (id == "mirrorfs") {
     make_mirrorfs(*t, opts, scratch, /*uring=*/false);
   } else if (id == "mirrorfs-uring") {

@@ -17,6 +17,9 @@
 //   pmfs       `zest mount -f --fs pmfs POOL` on a pool made by `zest mkfs
 //              --size 1G POOL` on a private tmpfs (memory, like pmem)
 //   zest-uring, pmfs-uring, mirrorfs-uring: the same with --transport=uring
+//   direct     pmfs-uring's mount (a pool of its own), but the workload
+//              calls libzest-direct attached to it: reads and writes from
+//              the mapped pool, the rest through the mount in the library
 //   mirrorfs   `zest mount -f --fs mirrorfs SRC` over a private tmpfs SRC,
 //              passthrough (its default): the kernel reads and writes the
 //              backing files itself
@@ -60,6 +63,9 @@ class Target {
   // Every completed write or create is durable without fsync (pmfs): the
   // persistence suite also measures the calls without fsync on it.
   bool durable_on_return = false;
+  // The workload calls libzest-direct attached to root instead of making
+  // system calls (bench/file_api.h).
+  bool libzest_direct = false;
 
   // Guards, destroyed bottom-up: server mount, then the ext4 mount, the
   // loop device under it, and the backing store.

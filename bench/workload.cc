@@ -2,14 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <system_error>
@@ -21,232 +17,12 @@ namespace zest::bench {
 namespace {
 
 constexpr size_t kSmall = 4096;
-constexpr size_t kBig = 1 << 20;
 // The value buffer of the no-op fgetxattr: never filled (ENODATA).
 constexpr size_t kNoopValueSize = 64;
 
 bool multi_threaded(Op op) { return op_info(op).threads > 1; }
 
-inline uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
-}
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 }  // namespace
-
-const std::vector<OpInfo>& latency_ops() {
-  static const std::vector<OpInfo> ops = {
-      {.op = Op::kNoop,
-       .id = "noop",
-       .title = "no-op request (getxattr → ENODATA)",
-       .bytes = 0,
-       .size = Size::kSmall,
-       .note = "no-op request: `fgetxattr(fd, \"user.zest.noop\", buf, 64)` "
-               "on an open file that has no extended attributes. FUSE "
-               "caches no xattrs, so every call is one GETXATTR that the "
-               "server answers with ENODATA (memfs and pmfs after a lookup "
-               "in the inode's xattr map, mirrorfs and passthrough_ll after "
-               "a getxattr(2) on their backing tmpfs); any other answer "
-               "fails the row. On tmpfs it is the system call alone: the "
-               "transport's round trip is the difference."},
-      {.op = Op::kRandRead4K,
-       .id = "randread4k",
-       .title = "4 KiB random read (O_DIRECT)",
-       .bytes = kSmall,
-       .size = Size::kSmall},
-      {.op = Op::kRandRead4K4T,
-       .id = "randread4k-4t",
-       .title = "4 KiB random read (O_DIRECT), 4 threads",
-       .bytes = kSmall,
-       .size = Size::kSmall,
-       .threads = kIoThreads,
-       .single_op = Op::kRandRead4K,
-       .note = "4 threads: 4 threads, each with its own fd of the data file "
-               "(the same file) and one call in flight, take the calls of a "
-               "batch (the same number of calls as a one-thread batch) from "
-               "one shared counter; median and p99 are per call, MiB/s and "
-               "IOPS are calls / wall time of the measured part of the "
-               "batches. The threads run on every CPU the driver may use "
-               "(--cpu pins only the one-thread rows)."},
-      {.op = Op::kRandWrite4K,
-       .id = "randwrite4k",
-       .title = "4 KiB random write (O_DIRECT)",
-       .bytes = kSmall,
-       .size = Size::kSmall},
-      {.op = Op::kRandWrite4K4T,
-       .id = "randwrite4k-4t",
-       .title = "4 KiB random write (O_DIRECT), 4 threads",
-       .bytes = kSmall,
-       .size = Size::kSmall,
-       .threads = kIoThreads,
-       .single_op = Op::kRandWrite4K},
-      {Op::kStatx, "statx", "statx (force sync)", 0, Size::kSmall},
-      {Op::kCreate, "create", "create (open O_CREAT|O_EXCL + close)", 0,
-       Size::kSmall},
-      {Op::kUnlink, "unlink", "unlink", 0, Size::kSmall},
-      {Op::kSeqRead1M, "seqread1m", "1 MiB sequential read (O_DIRECT)", kBig,
-       Size::kBig},
-      {Op::kSeqWrite1M, "seqwrite1m", "1 MiB sequential write (O_DIRECT)", kBig,
-       Size::kBig},
-  };
-  return ops;
-}
-
-const std::vector<OpInfo>& persistence_ops() {
-  static const std::vector<OpInfo> ops = {
-      {Op::kSyncWrite4K, "syncwrite4k", "4 KiB write + fsync", kSmall,
-       Size::kSync},
-      {Op::kDurableWrite4K, "write4k-durable",
-       "4 KiB write, no fsync (durable on return)", kSmall, Size::kSync, true,
-       Op::kSyncWrite4K},
-      {Op::kSyncCreate, "synccreate", "create + fsync(file) + fsync(dir)", 0,
-       Size::kSync},
-      {Op::kDurableCreate, "create-durable",
-       "create, no fsync (durable on return)", 0, Size::kSync, true,
-       Op::kSyncCreate},
-  };
-  return ops;
-}
-
-const OpInfo& op_info(Op op) {
-  for (const auto* list : {&latency_ops(), &persistence_ops()}) {
-    for (const auto& o : *list) {
-      if (o.op == op) return o;
-    }
-  }
-  std::abort();  // every Op is in one of the lists
-}
-
-Stats summarize(uint64_t* ns, size_t n) {
-  Stats s;
-  s.n = n;
-  if (n == 0) return s;
-  std::sort(ns, ns + n);
-  // Nearest-rank percentiles.
-  auto rank = [&](double p) {
-    size_t r = size_t(std::ceil(p * double(n)));
-    return double(ns[std::clamp<size_t>(r, 1, n) - 1]) / 1000.0;
-  };
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += double(ns[i]);
-  s.median_us = rank(0.5);
-  s.p99_us = rank(0.99);
-  s.mean_us = sum / double(n) / 1000.0;
-  s.min_us = double(ns[0]) / 1000.0;
-  s.max_us = double(ns[n - 1]) / 1000.0;
-  return s;
-}
-
-double timer_overhead_ns() {
-  constexpr size_t n = 10001;
-  std::vector<uint64_t> d(n);
-  for (size_t i = 0; i < n; ++i) {
-    uint64_t a = now_ns();
-    uint64_t b = now_ns();
-    d[i] = b - a;
-  }
-  std::nth_element(d.begin(), d.begin() + n / 2, d.end());
-  return double(d[n / 2]);
-}
-
-Workload::Workload(std::string root, const WorkloadConfig& cfg)
-    : root_(std::move(root)), cfg_(cfg) {
-  data_path_ = root_ + "/data";
-  stat_name_ = "stat-target";
-  create_dir_ = root_ + "/creates";
-}
-
-Outcome<std::unique_ptr<Workload>> Workload::prepare(
-    const std::string& root, const WorkloadConfig& cfg) {
-  if (cfg.file_size < kBig || cfg.file_size % kBig != 0) {
-    return Failure{"the data file size must be a whole number of MiB"};
-  }
-  std::unique_ptr<Workload> w(new Workload(root, cfg));
-
-  void* mem = nullptr;
-  if (posix_memalign(&mem, 4096, kBig) != 0) return Failure{"out of memory"};
-  w->buf_ = std::unique_ptr<char, void (*)(void*)>(static_cast<char*>(mem),
-                                                   &std::free);
-  for (size_t i = 0; i < kBig; ++i) w->buf_.get()[i] = char(i * 7 + 1);
-
-  w->samples_.resize(
-      std::max({cfg.iterations, cfg.big_iterations, cfg.sync_iterations}));
-  w->unlink_samples_.resize(cfg.iterations);
-  // Offsets and names for every call of a phase, warm-up included; each
-  // phase starts again at index 0.
-  const size_t calls =
-      std::max(cfg.total_calls(Size::kSmall), cfg.total_calls(Size::kSync));
-  uint64_t seed = 0x5eed;
-  uint64_t blocks = cfg.file_size / kSmall;
-  w->offsets_.resize(calls);
-  for (auto& o : w->offsets_) o = (splitmix64(seed) % blocks) * kSmall;
-  w->names_.assign(calls * kNameSize, '\0');
-  for (size_t i = 0; i < calls; ++i) {
-    fmt::format_to_n(&w->names_[i * kNameSize], kNameSize - 1, "f{:08}", i);
-  }
-
-  w->has_affinity_ =
-      sched_getaffinity(0, sizeof w->affinity_, &w->affinity_) == 0;
-  w->root_fd_.reset(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!w->root_fd_) return sys_failure("open", root);
-
-  // The data file, written in 1 MiB pieces (O_DIRECT where it is allowed,
-  // so the FUSE targets see the same kind of writes they are measured on).
-  {
-    UniqueFd fd(open(w->data_path_.c_str(),
-                     O_CREAT | O_EXCL | O_WRONLY | O_DIRECT | O_CLOEXEC, 0644));
-    if (!fd && errno == EINVAL) {
-      fd.reset(open(w->data_path_.c_str(),
-                    O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644));
-    }
-    if (!fd) return sys_failure("create", w->data_path_);
-    for (uint64_t off = 0; off < cfg.file_size; off += kBig) {
-      ssize_t n = pwrite(fd.get(), w->buf_.get(), kBig, off_t(off));
-      g_progress.fetch_add(1, std::memory_order_relaxed);
-      if (n != ssize_t(kBig)) {
-        return n < 0 ? sys_failure("pwrite", w->data_path_)
-                     : Failure{fmt::format("pwrite({}): short write of {} "
-                                           "bytes at offset {}",
-                                           w->data_path_, n, off)};
-      }
-    }
-  }
-  std::string stat_path = root + "/" + w->stat_name_;
-  {
-    UniqueFd fd(
-        open(stat_path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
-    if (!fd) return sys_failure("create", stat_path);
-  }
-  if (mkdir(w->create_dir_.c_str(), 0755) != 0) {
-    return sys_failure("mkdir", w->create_dir_);
-  }
-  w->create_dir_fd_.reset(
-      open(w->create_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!w->create_dir_fd_) return sys_failure("open", w->create_dir_);
-  return w;
-}
-
-Workload::~Workload() {
-  data_fd_.reset();
-  for (auto& fd : thread_fds_) fd.reset();
-  if (create_dir_fd_) {
-    for (size_t i = unlinked_; i < created_; ++i) {
-      unlinkat(create_dir_fd_.get(), name(i), 0);
-    }
-    create_dir_fd_.reset();
-    rmdir(create_dir_.c_str());
-  }
-  if (root_fd_) unlinkat(root_fd_.get(), stat_name_.c_str(), 0);
-  unlink(data_path_.c_str());
-}
 
 // The measurement loop: calls i in [first, first + count); the calls after
 // the first `skip` are recorded in out[0], out[1], ... `call(i)` returns
@@ -317,11 +93,19 @@ Outcome<void> Workload::begin(Op op) {
     has_failed_ = true;
     return f;
   };
-  if (phase_ == Op::kNoop) {
+  if (const char* why = api_->cannot(phase_)) return failed(Failure{why});
+  if (DirectFiles* d = api_->direct()) phase_start_ = d->stats();
+  // Opens `name` (relative to the root) through the API.
+  auto open = [&](OpenFile& fd, const char* name, int flags) -> Outcome<void> {
+    fd = OpenFile(*api_, api_->open(name, flags));
+    if (fd) return {};
+    return sys_failure(fmt::format("open({:#o})", flags), root_ + "/" + name);
+  };
+  if (phase_ == Op::kNoop || phase_ == Op::kFstat) {
     // The stat target: a file nothing ever gives an xattr.
-    std::string path = root_ + "/" + stat_name_;
-    data_fd_.reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!data_fd_) return failed(sys_failure("open", path));
+    if (auto r = open(data_fd_, stat_name_, O_RDONLY); !r) {
+      return failed(r.failure());
+    }
     return {};
   }
   if (multi_threaded(phase_)) {
@@ -329,14 +113,12 @@ Outcome<void> Workload::begin(Op op) {
     // f_pos lock, its FUSE file handle).
     int f = (phase_ == Op::kRandRead4K4T ? O_RDONLY : O_WRONLY) | O_DIRECT;
     for (auto& fd : thread_fds_) {
-      fd.reset(open(data_path_.c_str(), f | O_CLOEXEC));
-      if (!fd) {
-        return failed(sys_failure(fmt::format("open({:#o})", f), data_path_));
-      }
+      if (auto r = open(fd, data_name_, f); !r) return failed(r.failure());
     }
     return {};
   }
   int flags = 0;
+  const char* file = data_name_;
   switch (phase_) {
     case Op::kRandRead4K:
     case Op::kSeqRead1M:
@@ -345,6 +127,10 @@ Outcome<void> Workload::begin(Op op) {
     case Op::kRandWrite4K:
     case Op::kSeqWrite1M:
       flags = O_WRONLY | O_DIRECT;
+      break;
+    case Op::kAppend4K:
+      flags = O_WRONLY | O_DIRECT;
+      file = append_name_;
       break;
     case Op::kSyncWrite4K:
     case Op::kDurableWrite4K:
@@ -356,35 +142,27 @@ Outcome<void> Workload::begin(Op op) {
       break;
   }
   if (flags != 0) {
-    data_fd_.reset(open(data_path_.c_str(), flags | O_CLOEXEC));
-    if (!data_fd_) {
-      failed_.reason =
-          sys_failure(fmt::format("open({:#o})", flags), data_path_).message;
-      has_failed_ = true;
-      return Failure{failed_.reason};
-    }
+    if (auto r = open(data_fd_, file, flags); !r) return failed(r.failure());
   }
   // Persistence phases start from a clean state: the data file and the
   // directory on stable storage (untimed), so the first timed fsync does
   // not also commit the setup.
   if (phase_ == Op::kSyncWrite4K || phase_ == Op::kDurableWrite4K) {
-    if (fsync(data_fd_.get()) != 0) {
-      failed_.reason = sys_failure("fsync", data_path_).message;
-      has_failed_ = true;
-      return Failure{failed_.reason};
+    const int h = data_fd_.get();
+    if (api_->visit([&](auto& io) { return io.fsync(h); }) != 0) {
+      return failed(sys_failure("fsync", data_path_));
     }
   }
   if (phase_ == Op::kSyncCreate || phase_ == Op::kDurableCreate) {
     if (fsync(create_dir_fd_.get()) != 0) {
-      failed_.reason = sys_failure("fsync", create_dir_).message;
-      has_failed_ = true;
-      return Failure{failed_.reason};
+      return failed(sys_failure("fsync", create_dir_));
     }
   }
   return {};
 }
 
-Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
+template <class Files>
+Workload::LoopEnd Workload::data_batch(Files& io, size_t warm, size_t n) {
   const int f = data_fd_.get();
   char* const buf = buf_.get();
   const uint64_t* const offsets = offsets_.data();
@@ -396,39 +174,60 @@ Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
   switch (phase_) {
     case Op::kRandRead4K:
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
-        return pread(f, buf, len, off_t(offsets[i])) == ssize_t(len);
+        return io.pread(f, buf, len, off_t(offsets[i])) == ssize_t(len);
       });
     case Op::kRandWrite4K:
     case Op::kDurableWrite4K:
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
-        return pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len);
+        return io.pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len);
       });
     case Op::kSyncWrite4K:
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
-        return pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len) &&
-               fsync(f) == 0;
+        return io.pwrite(f, buf, len, off_t(offsets[i])) == ssize_t(len) &&
+               io.fsync(f) == 0;
+      });
+    case Op::kAppend4K:
+      // Every batch appends to an empty file (the truncate is untimed).
+      if (io.ftruncate(f, 0) != 0) return LoopEnd{false, first, errno};
+      return timed_loop(first, warm + n, warm, out, [&](size_t i) {
+        return io.pwrite(f, buf, len, off_t((i - first) * len)) == ssize_t(len);
       });
     case Op::kSeqRead1M:
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
-        return pread(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
+        return io.pread(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
       });
     case Op::kSeqWrite1M:
       return timed_loop(first, warm + n, warm, out, [&](size_t i) {
-        return pwrite(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
+        return io.pwrite(f, buf, len, off_t((i * len) % size)) == ssize_t(len);
       });
     case Op::kNoop:
       // Succeeds when the server answered ENODATA (tmpfs: the VFS did).
       return timed_loop(first, warm + n, warm, out, [&](size_t) {
-        return fgetxattr(f, kNoopXattr, buf, kNoopValueSize) < 0 &&
+        return io.fgetxattr(f, kNoopXattr, buf, kNoopValueSize) < 0 &&
                errno == ENODATA;
       });
     case Op::kStatx: {
-      const int dir = root_fd_.get();
-      const char* nm = stat_name_.c_str();
+      const char* nm = stat_name_;
       struct statx stx;
+      return timed_loop(first, warm + n, warm, out,
+                        [&](size_t) { return io.statx_sync(nm, &stx) == 0; });
+    }
+    case Op::kStat: {
+      const char* nm = stat_name_;
+      struct stat st;
+      return timed_loop(first, warm + n, warm, out,
+                        [&](size_t) { return io.stat(nm, &st) == 0; });
+    }
+    case Op::kFstat: {
+      struct stat st;
+      return timed_loop(first, warm + n, warm, out,
+                        [&](size_t) { return io.fstat(f, &st) == 0; });
+    }
+    case Op::kOpen: {
+      const char* nm = stat_name_;
       return timed_loop(first, warm + n, warm, out, [&](size_t) {
-        return statx(dir, nm, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx) ==
-               0;
+        const int h = io.open(nm, O_RDONLY);
+        return h >= 0 && io.close(h) == 0;
       });
     }
     default:
@@ -447,7 +246,8 @@ Workload::LoopEnd Workload::data_batch(size_t warm, size_t n) {
 // of microseconds at the start of every batch. Threads are started per
 // batch, before the timed part; the loops allocate nothing. Call i uses
 // offsets_[i] and writes its latency to samples_, as with one thread.
-Workload::LoopEnd Workload::threaded_batch(size_t warm, size_t n) {
+template <class Files>
+Workload::LoopEnd Workload::threaded_batch(Files& io, size_t warm, size_t n) {
   struct Shared {
     std::atomic<size_t> next_warm{0}, next{0};
     std::atomic<bool> launched{false}, go{false}, stop{false};
@@ -482,8 +282,8 @@ Workload::LoopEnd Workload::threaded_batch(size_t warm, size_t n) {
         if (g_interrupted) return fail(i, EINTR);
         errno = 0;
         const uint64_t a = now_ns();
-        const ssize_t r = write ? pwrite(fd, buf, kSmall, off_t(offsets[i]))
-                                : pread(fd, buf, kSmall, off_t(offsets[i]));
+        const ssize_t r = write ? io.pwrite(fd, buf, kSmall, off_t(offsets[i]))
+                                : io.pread(fd, buf, kSmall, off_t(offsets[i]));
         const uint64_t b = now_ns();
         if (r != ssize_t(kSmall)) return fail(i, r < 0 ? errno : 0);
         if (timed) out[i - warm_end] = b - a;
@@ -529,21 +329,25 @@ Workload::LoopEnd Workload::threaded_batch(size_t warm, size_t n) {
 // keeps it small and the servers' per-inode state bounded: passthrough_ll
 // holds an open fd for every inode the kernel knows, and kRound at a time
 // stays far below any open-file limit, whatever --iterations is.
-void Workload::create_batch(size_t warm, size_t n) {
-  const int dir = create_dir_fd_.get();
+template <class Files>
+void Workload::create_batch(Files& io, size_t warm, size_t n) {
   const bool sync = phase_ == Op::kSyncCreate;
   const bool latency = phase_ == Op::kCreate;
   auto create = [&](size_t i) {
-    UniqueFd fd(
-        openat(dir, name(i), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
-    if (!fd) return false;
+    const int h = io.create(name(i));
+    if (h < 0) return false;
     created_ = i + 1;
-    if (sync && fsync(fd.get()) != 0) return false;
-    fd.reset();  // the close (FLUSH + RELEASE on FUSE) is part of the cost
-    return !sync || fsync(dir) == 0;
+    if (sync && io.fsync(h) != 0) {
+      const int err = errno;
+      io.close(h);
+      errno = err;
+      return false;
+    }
+    io.close(h);  // the close (FLUSH + RELEASE on FUSE) is part of the cost
+    return !sync || io.fsync_create_dir() == 0;
   };
   auto remove = [&](size_t i) {
-    if (unlinkat(dir, name(i), 0) != 0) return false;
+    if (io.unlink(name(i)) != 0) return false;
     unlinked_ = i + 1;
     return true;
   };
@@ -575,7 +379,9 @@ void Workload::create_batch(size_t warm, size_t n) {
       for (size_t i = first; i < first + count && e.ok; ++i) {
         if (!remove(i)) e = LoopEnd{false, i, errno};
       }
-      if (e.ok && fsync(dir) != 0) e = LoopEnd{false, first + count, errno};
+      if (e.ok && io.fsync_create_dir() != 0) {
+        e = LoopEnd{false, first + count, errno};
+      }
     }
     if (!e.ok) {
       unlink_failed_ =
@@ -592,11 +398,13 @@ bool Workload::batch(size_t warm, size_t n) {
   if (has_failed_) return false;
   if (phase_ == Op::kCreate || phase_ == Op::kSyncCreate ||
       phase_ == Op::kDurableCreate) {
-    create_batch(warm, n);
+    api_->visit([&](auto& io) { create_batch(io, warm, n); });
     if (has_failed_) return false;
   } else {
-    LoopEnd e =
-        multi_threaded(phase_) ? threaded_batch(warm, n) : data_batch(warm, n);
+    LoopEnd e = api_->visit([&](auto& io) {
+      return multi_threaded(phase_) ? threaded_batch(io, warm, n)
+                                    : data_batch(io, warm, n);
+    });
     if (!e.ok) {
       failed_ = fail(call_name(), e);
       if (phase_ == Op::kNoop && !g_stalled && !g_interrupted) {
@@ -629,6 +437,15 @@ std::string Workload::call_name() const {
     case Op::kStatx:
       return fmt::format("statx({}/{}, AT_STATX_FORCE_SYNC)", root_,
                          stat_name_);
+    case Op::kStat:
+      return fmt::format("stat({}/{})", root_, stat_name_);
+    case Op::kFstat:
+      return fmt::format("fstat({}/{})", root_, stat_name_);
+    case Op::kOpen:
+      return fmt::format("open({}/{}) + close", root_, stat_name_);
+    case Op::kAppend4K:
+      return fmt::format("ftruncate to 0 or pwrite at the end of {}/{}", root_,
+                         append_name_);
     case Op::kRandRead4K:
     case Op::kRandRead4K4T:
     case Op::kSeqRead1M:
@@ -641,13 +458,31 @@ std::string Workload::call_name() const {
 }
 
 Measurement Workload::result(Op op) {
+  // libzest-direct: whether the calls were served from the pool, counted
+  // before the handles go.
+  std::string not_direct;
+  if (DirectFiles* d = api_->direct(); d != nullptr && !has_failed_) {
+    not_direct =
+        check_served_directly(op, phase_start_, d->stats(), next_call_);
+  }
   data_fd_.reset();
   for (auto& fd : thread_fds_) fd.reset();
   if (has_failed_) {
     return op == Op::kUnlink ? unlink_failed_ : failed_;
   }
+  if (!not_direct.empty()) {
+    Measurement m;
+    m.reason = not_direct;
+    return m;
+  }
   if (op == Op::kUnlink) return summary(op, unlink_samples_.data(), measured_);
   return summary(op, samples_.data(), measured_);
+}
+
+std::string Workload::api_summary() {
+  DirectFiles* d = api_ ? api_->direct() : nullptr;
+  if (d == nullptr) return {};
+  return "libzest-direct's counters over the run: " + describe(d->stats());
 }
 
 }  // namespace zest::bench

@@ -1,9 +1,10 @@
 // Workload: the measured operations, run against one directory (the root of
 // one target). Each operation is timed one call at a time with
-// clock_gettime(CLOCK_MONOTONIC) around the system call(s); the loops touch
-// only memory prepared beforehand (buffer, offsets, file names, sample
-// array), so nothing is allocated while measuring. The 4-thread rows start
-// their threads before each batch's timed part.
+// clock_gettime(CLOCK_MONOTONIC) around the call(s); the loops touch only
+// memory prepared beforehand (buffer, offsets, file names, sample array),
+// so nothing is allocated while measuring. The 4-thread rows start their
+// threads before each batch's timed part. The calls are system calls, or
+// libzest-direct's for the direct target (file_api.h).
 #pragma once
 
 #include <sched.h>
@@ -13,72 +14,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
+#include "bench/file_api.h"
+#include "bench/ops.h"
 #include "bench/outcome.h"
+#include "bench/timing.h"
 
 namespace zest::bench {
-
-enum class Op {
-  // Latency suite.
-  kNoop,  // fgetxattr of a name the file does not have: ENODATA
-  kRandRead4K,
-  kRandRead4K4T,  // the same from kIoThreads threads at once
-  kRandWrite4K,
-  kRandWrite4K4T,
-  kStatx,
-  kCreate,
-  kUnlink,
-  kSeqRead1M,
-  kSeqWrite1M,
-  // Persistence suite.
-  kSyncWrite4K,     // pwrite + fsync
-  kDurableWrite4K,  // pwrite alone (targets durable on return)
-  kSyncCreate,      // open O_CREAT|O_EXCL + fsync + close + fsync(dir)
-  kDurableCreate,   // open O_CREAT|O_EXCL + close (targets durable on return)
-};
-
-// Which iteration counts an operation uses.
-enum class Size { kSmall, kBig, kSync };
-
-// Threads of the multi-threaded rows: each has its own fd of the data file
-// and one call in flight, and they take the calls of a batch from one shared
-// counter.
-inline constexpr unsigned kIoThreads = 4;
-
-// The extended attribute the no-op row asks for; no file has it.
-inline constexpr const char* kNoopXattr = "user.zest.noop";
-
-struct OpInfo {
-  Op op;
-  const char* id;     // for --ops and JSON
-  const char* title;  // for the table
-  size_t bytes;       // bytes moved per call; 0 for metadata operations
-  Size size;
-  // Measured only on targets whose operations are durable on return.
-  bool durable_only = false;
-  // Ratios divide by the base target's median of this operation: the
-  // durable-on-return rows compare with what the others need to be durable.
-  Op ratio_op = op;
-  // Threads making calls at once (each one call in flight).
-  unsigned threads = 1;
-  // For a multi-threaded row: the one-thread row of the same call, which
-  // its scaling (ops/s with `threads` threads / ops/s with one) divides by.
-  Op single_op = op;
-  // What the row measures, printed under a table that has it; may be null.
-  const char* note = nullptr;
-};
-
-// Every operation of each suite, in table order.
-const std::vector<OpInfo>& latency_ops();
-const std::vector<OpInfo>& persistence_ops();
-const OpInfo& op_info(Op op);
-
-// create and unlink are measured together (every round creates files and
-// unlinks them again), so they are one phase, named by kCreate.
-inline Op phase_of(Op op) { return op == Op::kUnlink ? Op::kCreate : op; }
 
 struct WorkloadConfig {
   // Defaults: a few minutes for every target on 2 cores.
@@ -121,14 +67,6 @@ struct WorkloadConfig {
   }
 };
 
-struct Stats {
-  size_t n = 0;
-  double median_us = 0, p99_us = 0, mean_us = 0, min_us = 0, max_us = 0;
-};
-
-// Summarises latencies in nanoseconds (sorts them in place).
-Stats summarize(uint64_t* ns, size_t n);
-
 struct Measurement {
   bool ok = false;
   bool skipped = false;  // not applicable to this target: no table row
@@ -144,13 +82,19 @@ struct Measurement {
 // phase: begin(), then batch() once per round (the driver interleaves the
 // targets' batches, see rounds.h), then result(). Setup (files, fds, the
 // untimed fsync of the data file) happens in prepare() and begin(), never
-// in a batch.
+// in a batch. Setup and cleanup are system calls on the mount whatever the
+// API; the calls of the phases go through the workload's FileApi.
 class Workload {
  public:
   // Creates the files the operations use under `root` (which must exist):
-  // a file_size data file, a file to stat, and a directory for creates.
+  // a file_size data file, a file to stat, a file to append to and a
+  // directory for creates. With `direct`, the phases call libzest-direct
+  // attached to `root`, once it has read the data file back from the pool
+  // (a check of the library, and the pool's pages mapped, as the other
+  // targets' page caches are warm).
   static Outcome<std::unique_ptr<Workload>> prepare(const std::string& root,
-                                                    const WorkloadConfig& cfg);
+                                                    const WorkloadConfig& cfg,
+                                                    bool direct = false);
   ~Workload();  // removes exactly the files it created
   Workload(const Workload&) = delete;
   Workload& operator=(const Workload&) = delete;
@@ -166,6 +110,9 @@ class Workload {
   Measurement result(Op op);
   // The reason of the last failed batch.
   const std::string& failure() const { return failed_.reason; }
+  // What the API counted over the run (libzest-direct's counters), or
+  // empty for system calls.
+  std::string api_summary();
 
  private:
   struct LoopEnd {
@@ -179,9 +126,13 @@ class Workload {
                      Call&& call);
   Measurement summary(Op op, uint64_t* samples, size_t n);
   Measurement fail(const std::string& what, const LoopEnd& end);
-  LoopEnd data_batch(size_t warm, size_t n);
-  LoopEnd threaded_batch(size_t warm, size_t n);
-  void create_batch(size_t warm, size_t n);
+  Outcome<void> check_direct_reads();
+  template <class Files>
+  LoopEnd data_batch(Files& io, size_t warm, size_t n);
+  template <class Files>
+  LoopEnd threaded_batch(Files& io, size_t warm, size_t n);
+  template <class Files>
+  void create_batch(Files& io, size_t warm, size_t n);
   std::string call_name() const;  // the call of this phase, for messages
   const char* name(size_t i) const { return &names_[i * kNameSize]; }
 
@@ -189,7 +140,12 @@ class Workload {
   // Files created before they are unlinked again (see create_batch).
   static constexpr size_t kRound = 4096;
 
-  std::string root_, data_path_, stat_name_, create_dir_;
+  std::string root_, data_path_, create_dir_;
+  // Relative to root_.
+  const char* const data_name_ = "data";
+  const char* const stat_name_ = "stat-target";
+  const char* const append_name_ = "append";
+  const char* const create_dir_name_ = "creates";
   WorkloadConfig cfg_;
   std::unique_ptr<char, void (*)(void*)> buf_{nullptr, nullptr};
   std::vector<uint64_t> samples_;
@@ -201,13 +157,17 @@ class Workload {
   cpu_set_t affinity_;
   bool has_affinity_ = false;
   UniqueFd root_fd_, create_dir_fd_;
+  bool append_created_ = false;
   size_t created_ = 0;  // names [unlinked_, created_) exist
   size_t unlinked_ = 0;
+  // Declared after the fds it uses and before the handles it closes.
+  std::optional<FileApi> api_;
 
   // The phase being measured.
   Op phase_ = Op::kRandRead4K;
-  UniqueFd data_fd_;
-  std::array<UniqueFd, kIoThreads> thread_fds_;  // multi-threaded phases
+  OpenFile data_fd_;
+  std::array<OpenFile, kIoThreads> thread_fds_;  // multi-threaded phases
+  zest_direct_stats phase_start_{};  // libzest-direct's counters at begin()
   uint64_t wall_ns_ = 0;  // measured wall time, multi-threaded phases
   size_t next_call_ = 0;  // index of the next call (offsets, names)
   size_t measured_ = 0;   // samples recorded so far
@@ -215,9 +175,5 @@ class Workload {
   bool has_failed_ = false;
   Measurement unlink_failed_;
 };
-
-// Median of back-to-back clock_gettime pairs, in ns: the timer's own cost,
-// included in every sample.
-double timer_overhead_ns();
 
 }  // namespace zest::bench
