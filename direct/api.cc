@@ -13,6 +13,7 @@
 
 #include "direct/client.h"
 
+using zest::direct::FileState;
 using zest::direct::Handle;
 namespace w = zest::layout::wire;
 
@@ -101,14 +102,12 @@ int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
   if (!d || !path) return fail<int>(EINVAL);
   const int fd = ::openat(dirfd_of(d, path), rel(path), flags | O_CLOEXEC, mode);
   if (fd < 0) return -1;
-  auto f = std::make_shared<Handle>();
-  f->fd = fd;
-  f->flags = flags;
+  auto h = std::make_unique<Handle>();
+  h->fd = fd;
+  h->flags = flags;
   struct stat st;
-  if (d->direct && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == d->dev) {
-    f->direct = true;
-    f->ino = st.st_ino;
-  }
+  const bool direct =
+      d->direct && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == d->dev;
   std::lock_guard l(d->handles_mu);
   int n;
   if (!d->free_numbers.empty()) {
@@ -120,28 +119,49 @@ int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
     ::close(fd);
     return fail<int>(EMFILE);
   }
-  f->number = n;
-  d->owned[n] = f;
-  d->handles[n].store(f.get(), std::memory_order_release);
+  if (direct) {
+    // One state per file, shared by its handles (one lease per file).
+    std::shared_ptr<FileState> fs = d->files[st.st_ino].lock();
+    if (!fs) {
+      fs = std::make_shared<FileState>();
+      fs->ino = st.st_ino;
+      d->files[st.st_ino] = fs;
+    }
+    ++fs->handles;
+    h->st = std::move(fs);
+    h->direct = true;
+  }
+  h->number = n;
+  d->handles[n].store(h.get(), std::memory_order_release);
+  d->owned[n] = std::move(h);
   return n;
 }
 
-int zest_close(zest_direct* d, int h) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
-  std::shared_ptr<Handle> keep;
+int zest_close(zest_direct* d, int n) {
+  std::unique_ptr<Handle> h;
+  bool last = false;
+  if (!zest::direct::handle_of(d, n)) return fail<int>(EBADF);
   {
     std::lock_guard l(d->handles_mu);
-    keep = d->owned[h];
-    d->owned.erase(h);
-    d->handles[h].store(nullptr, std::memory_order_release);
-    d->free_numbers.push_back(h);
+    auto it = d->owned.find(n);
+    if (it == d->owned.end()) return fail<int>(EBADF);
+    h = std::move(it->second);
+    d->owned.erase(it);
+    d->handles[n].store(nullptr, std::memory_order_release);
+    d->free_numbers.push_back(n);
+    if (h->st) {
+      last = --h->st->handles == 0;
+      if (last) d->files.erase(h->st->ino);
+    }
   }
-  {
-    std::lock_guard s(f->slow);
-    zest::direct::drop_lease(d, *f);
+  if (h->st) {
+    std::lock_guard s(h->st->slow);
+    if (last)
+      zest::direct::drop_lease(d, *h->st);  // with the mtime of overwrites
+    else
+      zest::direct::flush_mtime(d, *h->st);
   }
-  return ::close(f->fd);
+  return ::close(h->fd);
 }
 
 int zest_fd(zest_direct* d, int h) {
@@ -185,24 +205,18 @@ ssize_t zest_pwritev(zest_direct* d, int h, const struct iovec* iov, int cnt, of
   return total;
 }
 
-static int sync_handle(zest_direct* d, int h, bool data_only) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
+static int sync_handle(zest_direct* d, int n, bool data_only) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
   // Direct writes are durable on return; what remains is the mtime of
   // overwrites, and whatever went through the kernel.
-  if (!data_only) {
-    std::lock_guard s(f->slow);
-    if (int e = zest::direct::flush_mtime(d, *f); e && e != ESTALE) return fail<int>(e);
+  if (!data_only && h->st) {
+    std::lock_guard s(h->st->slow);
+    if (int e = zest::direct::flush_mtime(d, *h->st); e && e != ESTALE) return fail<int>(e);
   }
-  bool kernel;
-  {
-    std::shared_lock g(f->rw);
-    kernel = f->kernel_dirty || !f->direct;
-  }
-  if (kernel) {
-    if ((data_only ? ::fdatasync(f->fd) : ::fsync(f->fd)) != 0) return -1;
-    std::unique_lock g(f->rw);
-    f->kernel_dirty = false;
+  if (h->kernel_dirty || !h->direct) {
+    if ((data_only ? ::fdatasync(h->fd) : ::fsync(h->fd)) != 0) return -1;
+    h->kernel_dirty = false;
   }
   return 0;
 }
@@ -210,37 +224,43 @@ static int sync_handle(zest_direct* d, int h, bool data_only) {
 int zest_fsync(zest_direct* d, int h) { return sync_handle(d, h, false); }
 int zest_fdatasync(zest_direct* d, int h) { return sync_handle(d, h, true); }
 
-int zest_fstat(zest_direct* d, int h, struct stat* st) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
-  bool dirty;
-  {
-    std::shared_lock g(f->rw);
-    dirty = f->mtime_dirty;
+int zest_fstat(zest_direct* d, int n, struct stat* st) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
+  if (h->st) {
+    bool dirty;
+    {
+      std::shared_lock g(h->st->rw);
+      dirty = h->st->mtime_dirty;
+    }
+    if (dirty) {
+      std::lock_guard s(h->st->slow);
+      zest::direct::flush_mtime(d, *h->st);
+    }
   }
-  if (dirty) {
-    std::lock_guard s(f->slow);
-    zest::direct::flush_mtime(d, *f);
-  }
-  return ::fstat(f->fd, st);
+  return ::fstat(h->fd, st);
 }
 
-// Calls that change the layout go through the kernel, our lease given
-// back first (the kernel path would recall it anyway).
-int zest_ftruncate(zest_direct* d, int h, off_t size) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
-  std::lock_guard s(f->slow);
-  zest::direct::drop_lease(d, *f);
-  return ::ftruncate(f->fd, size);
+// Calls that change the layout go through the kernel, the file's lease
+// given back first (the kernel path would recall it anyway).
+int zest_ftruncate(zest_direct* d, int n, off_t size) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
+  if (h->st) {
+    std::lock_guard s(h->st->slow);
+    zest::direct::drop_lease(d, *h->st);
+  }
+  return ::ftruncate(h->fd, size);
 }
 
-int zest_fallocate(zest_direct* d, int h, int mode, off_t off, off_t len) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
-  std::lock_guard s(f->slow);
-  zest::direct::drop_lease(d, *f);
-  return ::fallocate(f->fd, mode, off, len);
+int zest_fallocate(zest_direct* d, int n, int mode, off_t off, off_t len) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
+  if (h->st) {
+    std::lock_guard s(h->st->slow);
+    zest::direct::drop_lease(d, *h->st);
+  }
+  return ::fallocate(h->fd, mode, off, len);
 }
 
 int zest_stat(zest_direct* d, const char* path, struct stat* st) {
@@ -289,54 +309,58 @@ int zest_readdir(zest_direct* d, const char* path,
   return rc;
 }
 
-int zest_direct_map(zest_direct* d, int h, off_t off, size_t len, int intent,
+int zest_direct_map(zest_direct* d, int n, off_t off, size_t len, int intent,
                     zest_recall_fn recall, void* arg, struct zest_extent* out, int max) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
   if (off < 0 || len == 0 || max < 0 || (intent != ZEST_MAP_READ && intent != ZEST_MAP_WRITE))
     return fail<int>(EINVAL);
-  if (!f->direct) return fail<int>(EOPNOTSUPP);
+  if (!h->direct) return fail<int>(EOPNOTSUPP);
   const bool write = intent == ZEST_MAP_WRITE;
-  if (write && !d->writable) return fail<int>(EACCES);
-  std::lock_guard s(f->slow);
-  if (int e = zest::direct::ensure_lease(d, *f, write); e) return fail<int>(e);
+  if (write && (!d->writable || (h->flags & O_ACCMODE) == O_RDONLY)) return fail<int>(EACCES);
+  FileState& f = *h->st;
+  std::lock_guard s(f.slow);
+  if (int e = zest::direct::ensure_lease(d, *h, write); e) return fail<int>(e);
   {
-    std::unique_lock g(f->rw);
-    f->recall_cb = recall;
-    f->recall_arg = arg;
+    std::unique_lock g(f.rw);
+    f.recall_cb = recall;
+    f.recall_arg = arg;
+    f.recall_handle = n;
   }
-  if (int e = zest::direct::map_range(d, *f, static_cast<uint64_t>(off), len, write); e)
+  if (int e = zest::direct::map_range(d, f, static_cast<uint64_t>(off), len, write); e)
     return fail<int>(e);
-  std::shared_lock g(f->rw);
-  int n = 0;
+  std::shared_lock g(f.rw);
+  int k = 0;
   const uint64_t end = static_cast<uint64_t>(off) + len;
-  for (uint64_t pos = static_cast<uint64_t>(off) / d->block * d->block; pos < end && n < max;) {
-    const w::Extent* e = f->cache.find(pos);
+  for (uint64_t pos = static_cast<uint64_t>(off) / d->block * d->block; pos < end && k < max;) {
+    const w::Extent* e = f.cache.find(pos);
     if (!e) break;
-    out[n].offset = pos;
-    out[n].length = e->offset + e->length - pos;
-    out[n].state = static_cast<int>(e->state);
-    out[n].pool_offset = e->state == w::kHole ? 0 : e->pool_offset + (pos - e->offset);
-    out[n].addr = e->state == w::kHole ? nullptr : d->pool + out[n].pool_offset;
+    out[k].offset = pos;
+    out[k].length = e->offset + e->length - pos;
+    out[k].state = static_cast<int>(e->state);
+    out[k].pool_offset = e->state == w::kHole ? 0 : e->pool_offset + (pos - e->offset);
+    out[k].addr = e->state == w::kHole ? nullptr : d->pool + out[k].pool_offset;
     pos = e->offset + e->length;
-    ++n;
+    ++k;
   }
-  return n;
+  return k;
 }
 
-int zest_direct_commit(zest_direct* d, int h, off_t off, size_t len) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
+int zest_direct_commit(zest_direct* d, int n, off_t off, size_t len) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
   if (off < 0 || len == 0) return fail<int>(EINVAL);
-  std::lock_guard s(f->slow);
+  if (!h->st) return fail<int>(EOPNOTSUPP);
+  FileState& f = *h->st;
+  std::lock_guard s(f.slow);
   std::vector<w::Extent> flip;
   w::CommitIn c{};
   const uint64_t end = static_cast<uint64_t>(off) + len;
   {
-    std::shared_lock g(f->rw);
-    if (!zest::direct::lease_usable(d, *f) || !f->lease.write) return fail<int>(ESTALE);
+    std::shared_lock g(f.rw);
+    if (!zest::direct::lease_usable(d, f) || !f.lease.write) return fail<int>(ESTALE);
     for (uint64_t pos = static_cast<uint64_t>(off) / d->block * d->block; pos < end;) {
-      const w::Extent* e = f->cache.find(pos);
+      const w::Extent* e = f.cache.find(pos);
       if (!e) return fail<int>(EINVAL);
       const uint64_t k = std::min(end, e->offset + e->length) - pos;
       const uint64_t kb = (k + d->block - 1) / d->block * d->block;
@@ -347,7 +371,7 @@ int zest_direct_commit(zest_direct* d, int h, off_t off, size_t len) {
     }
     timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    c = {f->lease.id, f->ino, f->gen, end > f->size ? end : w::kNoSize, now.tv_sec,
+    c = {f.lease.id, f.ino, f.gen, end > f.size ? end : w::kNoSize, now.tv_sec,
          static_cast<uint32_t>(now.tv_nsec), static_cast<uint32_t>(flip.size())};
   }
   if (flip.size() > w::kMaxExtents) return fail<int>(E2BIG);
@@ -356,21 +380,23 @@ int zest_direct_commit(zest_direct* d, int h, off_t off, size_t len) {
   if (!flip.empty()) std::memcpy(msg.data() + sizeof(c), flip.data(), flip.size() * sizeof(w::Extent));
   auto r = d->chan.call(w::kCommit, msg, -1, nullptr);
   if (!r) return fail<int>(r.error().value);
-  std::unique_lock g(f->rw);
-  for (const w::Extent& e : flip) f->cache.mark_written(e.offset, e.length);
-  f->size = std::max(f->size, end);
+  std::unique_lock g(f.rw);
+  for (const w::Extent& e : flip) f.cache.mark_written(e.offset, e.length);
+  f.size = std::max(f.size, end);
   return 0;
 }
 
-int zest_direct_unmap(zest_direct* d, int h) {
-  Handle* f = zest::direct::handle_of(d, h);
-  if (!f) return fail<int>(EBADF);
-  std::lock_guard s(f->slow);
+int zest_direct_unmap(zest_direct* d, int n) {
+  Handle* h = zest::direct::handle_of(d, n);
+  if (!h) return fail<int>(EBADF);
+  if (!h->st) return 0;
+  FileState& f = *h->st;
+  std::lock_guard s(f.slow);
   {
-    std::unique_lock g(f->rw);
-    f->recall_cb = nullptr;
+    std::unique_lock g(f.rw);
+    f.recall_cb = nullptr;
   }
-  const int e = zest::direct::drop_lease(d, *f);
+  const int e = zest::direct::drop_lease(d, f);
   return e ? fail<int>(e) : 0;
 }
 

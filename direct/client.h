@@ -1,7 +1,7 @@
 // libzest-direct's internals: an attachment (zest_direct) and its open
 // files (Handle). docs/direct.md describes the protocol; this is the map.
 //
-// Locks of a Handle:
+// Locks of a FileState (one per file, shared by its handles):
 //  - rw (shared_mutex): shared around every load from or store to the pool
 //    (the fast path: no system call), exclusive for a moment to change the
 //    lease or the cached extents, and by the recall listener to take the
@@ -52,25 +52,34 @@ struct Lease {
   bool write = false;
 };
 
+// What the attachment knows of one file (inode): its lease, size and map,
+// shared by every handle open on it, so that the client holds one lease per
+// file and its handles never recall each other.
+struct FileState {
+  uint64_t ino = 0;
+  std::shared_mutex rw;
+  std::mutex slow;
+  int handles = 0;  // open handles on it (zest_direct::handles_mu)
+  // Under rw:
+  Lease lease;
+  uint64_t gen = 0;   // layout generation of `cache`
+  uint64_t size = 0;  // the file's size under the lease, once size_known
+  bool size_known = false;  // a map under this lease said it
+  ExtentCache cache;
+  bool mtime_dirty = false;  // overwrites in place since the last commit
+  timespec mtime{};
+  zest_recall_fn recall_cb = nullptr;
+  void* recall_arg = nullptr;
+  int recall_handle = -1;
+};
+
 struct Handle {
   int fd = -1;
   int flags = 0;
   bool direct = false;  // a regular file of this mount, served from the pool
-  uint64_t ino = 0;
-
-  std::shared_mutex rw;
-  std::mutex slow;
-  // Under rw:
-  Lease lease;
-  uint64_t gen = 0;   // layout generation of `cache`
-  uint64_t size = 0;  // the file's size under the lease
-  ExtentCache cache;
-  bool mtime_dirty = false;  // overwrites in place since the last commit
-  timespec mtime{};
-  bool kernel_dirty = false;  // written through the kernel since the last fsync
-  zest_recall_fn recall_cb = nullptr;
-  void* recall_arg = nullptr;
   int number = -1;
+  std::shared_ptr<FileState> st;  // direct handles only
+  std::atomic<bool> kernel_dirty{false};  // written through the kernel since fsync
 };
 
 }  // namespace zest::direct
@@ -94,8 +103,9 @@ struct zest_direct {
   std::mutex handles_mu;  // allocation of numbers, leases_by_id
   std::vector<int> free_numbers;
   int next_number = 0;
-  std::unordered_map<uint64_t, std::shared_ptr<zest::direct::Handle>> by_lease;
-  std::unordered_map<int, std::shared_ptr<zest::direct::Handle>> owned;
+  std::unordered_map<uint64_t, std::shared_ptr<zest::direct::FileState>> by_lease;
+  std::unordered_map<uint64_t, std::weak_ptr<zest::direct::FileState>> files;  // by inode
+  std::unordered_map<int, std::unique_ptr<zest::direct::Handle>> owned;
 
   struct Counters {
     std::atomic<uint64_t> direct_reads{0}, direct_writes{0}, kernel_reads{0}, kernel_writes{0};
@@ -111,19 +121,19 @@ namespace zest::direct {
 
 // file_io.cc. Errors are returned as -errno.
 Handle* handle_of(zest_direct* d, int h);
-ssize_t file_read(zest_direct* d, Handle& f, void* buf, size_t n, uint64_t off);
-ssize_t file_write(zest_direct* d, Handle& f, const void* buf, size_t n, uint64_t off);
+ssize_t file_read(zest_direct* d, Handle& h, void* buf, size_t n, uint64_t off);
+ssize_t file_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_t off);
 // Hands the lease back (request socket), with the mtime of overwrites.
-int drop_lease(zest_direct* d, Handle& f);
+int drop_lease(zest_direct* d, FileState& f);
 // Sends the mtime of overwrites made in place since the last time.
-int flush_mtime(zest_direct* d, Handle& f);
+int flush_mtime(zest_direct* d, FileState& f);
 // Listener thread: the server wants lease `id` back.
 void on_recall(zest_direct* d, uint64_t id);
 // Slow-path steps (f.slow held): a lease that allows writing (or reading),
-// and the extents of [off, off + len) in the cache.
-int ensure_lease(zest_direct* d, Handle& f, bool write);
-int map_range(zest_direct* d, Handle& f, uint64_t off, uint64_t len, bool write);
+// proved by handle h's fd, and the extents of [off, off + len) in the cache.
+int ensure_lease(zest_direct* d, Handle& h, bool write);
+int map_range(zest_direct* d, FileState& f, uint64_t off, uint64_t len, bool write);
 // Whether f's lease may be used now (f.rw held, shared or not).
-bool lease_usable(const zest_direct* d, const Handle& f);
+bool lease_usable(const zest_direct* d, const FileState& f);
 
 }  // namespace zest::direct

@@ -20,6 +20,9 @@ constexpr int kMaxTries = 8;
 // Writes at or past the end map this much ahead (as unwritten
 // preallocation), so that appends need one round trip (the commit).
 constexpr uint64_t kAppendWindow = 64 * 1024;
+// Reads, and writes before they allocate, map this much (without
+// allocating anything), so that neighbouring accesses need no round trip.
+constexpr uint64_t kReadWindow = 1 << 20;
 
 uint64_t down(uint64_t v, uint64_t b) { return v / b * b; }
 uint64_t up(uint64_t v, uint64_t b) { return (v + b - 1) / b * b; }
@@ -30,10 +33,11 @@ std::span<const std::byte> bytes_of(const T& v) {
 }
 
 // Clears what the handle knows about its lease (rw held exclusively).
-void forget_lease(Handle& f) {
+void forget_lease(FileState& f) {
   f.lease = {};
   f.cache.clear();
   f.gen = 0;
+  f.size_known = false;  // a size from an older lease may be stale
 }
 
 void persist(zest_direct* d, std::byte* p, size_t n) {
@@ -44,7 +48,7 @@ void persist(zest_direct* d, std::byte* p, size_t n) {
   }
 }
 
-w::ReturnIn return_msg(Handle& f) {
+w::ReturnIn return_msg(FileState& f) {
   w::ReturnIn r{f.lease.id, f.ino, f.gen, 0, 0, 0};
   if (f.mtime_dirty && f.lease.write) {
     r.flags = w::kReturnSetMtime;
@@ -56,7 +60,7 @@ w::ReturnIn return_msg(Handle& f) {
 
 }  // namespace
 
-bool lease_usable(const zest_direct* d, const Handle& f) {
+bool lease_usable(const zest_direct* d, const FileState& f) {
   // A server that went away takes every lease with it: another one may
   // mount the pool next.
   return f.lease.id != 0 && layout::slot_usable(f.lease.word, d->table_word(f.lease.slot)) &&
@@ -68,7 +72,7 @@ Handle* handle_of(zest_direct* d, int h) {
   return d->handles[h].load(std::memory_order_acquire);
 }
 
-int drop_lease(zest_direct* d, Handle& f) {
+int drop_lease(zest_direct* d, FileState& f) {
   w::ReturnIn r;
   {
     std::unique_lock g(f.rw);
@@ -87,7 +91,7 @@ int drop_lease(zest_direct* d, Handle& f) {
   return res || res.error().value == ENOENT ? 0 : res.error().value;
 }
 
-int flush_mtime(zest_direct* d, Handle& f) {
+int flush_mtime(zest_direct* d, FileState& f) {
   w::CommitIn c{};
   {
     std::shared_lock g(f.rw);
@@ -105,7 +109,7 @@ int flush_mtime(zest_direct* d, Handle& f) {
 
 void on_recall(zest_direct* d, uint64_t id) {
   d->stats.recalls.fetch_add(1, std::memory_order_relaxed);
-  std::shared_ptr<Handle> f;
+  std::shared_ptr<FileState> f;
   {
     std::lock_guard l(d->handles_mu);
     auto it = d->by_lease.find(id);
@@ -118,7 +122,16 @@ void on_recall(zest_direct* d, uint64_t id) {
     d->chan.give_back(w::ReturnIn{id, 0, 0, 0, 0, 0});  // not installed yet
     return;
   }
-  if (f->recall_cb) f->recall_cb(f->recall_arg, f->number);
+  zest_recall_fn cb;
+  void* arg;
+  int handle;
+  {
+    std::shared_lock g(f->rw);
+    cb = f->recall_cb;
+    arg = f->recall_arg;
+    handle = f->recall_handle;
+  }
+  if (cb) cb(arg, handle);
   w::ReturnIn r{id, 0, 0, 0, 0, 0};
   {
     // Waits for copies in flight, never for the server.
@@ -129,12 +142,14 @@ void on_recall(zest_direct* d, uint64_t id) {
       r = return_msg(*f);
       forget_lease(*f);
       f->mtime_dirty = false;
+      f->recall_cb = nullptr;
     }
   }
   d->chan.give_back(r);
 }
 
-int ensure_lease(zest_direct* d, Handle& f, bool write) {
+int ensure_lease(zest_direct* d, Handle& h, bool write) {
+  FileState& f = *h.st;
   {
     std::shared_lock g(f.rw);
     if (lease_usable(d, f) && (f.lease.write || !write)) return 0;
@@ -142,22 +157,19 @@ int ensure_lease(zest_direct* d, Handle& f, bool write) {
   if (f.lease.id) {
     if (int e = drop_lease(d, f); e) return e;
   }
-  const bool want_write = write || ((f.flags & O_ACCMODE) != O_RDONLY && d->writable);
+  const bool want_write = write || ((h.flags & O_ACCMODE) != O_RDONLY && d->writable);
   w::LeaseIn in{want_write ? w::kWrite : w::kRead, 0, 0, ~0ull};
   std::vector<std::byte> body;
-  auto r = d->chan.call(w::kLease, bytes_of(in), f.fd, &body);
+  auto r = d->chan.call(w::kLease, bytes_of(in), h.fd, &body);
   if (!r) return r.error().value;
   w::LeaseOut out;
   if (body.size() != sizeof(out)) return EPROTO;
   std::memcpy(&out, body.data(), sizeof(out));
   if (out.slot * sizeof(uint64_t) >= d->table_bytes) return EPROTO;
   d->stats.leases.fetch_add(1, std::memory_order_relaxed);
-  std::shared_ptr<Handle> self;
   {
     std::lock_guard l(d->handles_mu);
-    auto it = d->owned.find(f.number);
-    if (it != d->owned.end()) self = it->second;
-    if (self) d->by_lease[out.id] = self;
+    d->by_lease[out.id] = h.st;
   }
   std::unique_lock g(f.rw);
   forget_lease(f);
@@ -166,7 +178,7 @@ int ensure_lease(zest_direct* d, Handle& f, bool write) {
   return 0;
 }
 
-int map_range(zest_direct* d, Handle& f, uint64_t off, uint64_t len, bool write) {
+int map_range(zest_direct* d, FileState& f, uint64_t off, uint64_t len, bool write) {
   w::MapIn in{};
   {
     std::shared_lock g(f.rw);
@@ -197,15 +209,16 @@ int map_range(zest_direct* d, Handle& f, uint64_t off, uint64_t len, bool write)
   }
   f.cache.insert(ext);
   f.size = mo.file_size;
+  f.size_known = true;
   return 0;
 }
 
 namespace {
 
 // The fast read: -1 when the lease or the cached map does not allow it.
-ssize_t try_read(zest_direct* d, Handle& f, char* buf, size_t n, uint64_t off) {
+ssize_t try_read(zest_direct* d, FileState& f, char* buf, size_t n, uint64_t off) {
   std::shared_lock g(f.rw);
-  if (!lease_usable(d, f)) return -1;
+  if (!lease_usable(d, f) || !f.size_known) return -1;
   if (off >= f.size) return 0;
   n = std::min<uint64_t>(n, f.size - off);
   const uint64_t end = off + n;
@@ -230,9 +243,9 @@ ssize_t try_read(zest_direct* d, Handle& f, char* buf, size_t n, uint64_t off) {
 }
 
 // The fast overwrite: in place, inside written extents and the file's size.
-ssize_t try_overwrite(zest_direct* d, Handle& f, const char* buf, size_t n, uint64_t off) {
+ssize_t try_overwrite(zest_direct* d, FileState& f, const char* buf, size_t n, uint64_t off) {
   std::shared_lock g(f.rw);
-  if (!lease_usable(d, f) || !f.lease.write || off + n > f.size) return -1;
+  if (!lease_usable(d, f) || !f.lease.write || !f.size_known || off + n > f.size) return -1;
   const uint64_t end = off + n;
   for (uint64_t pos = off; pos < end;) {
     const w::Extent* e = f.cache.find(pos);
@@ -258,14 +271,14 @@ ssize_t try_overwrite(zest_direct* d, Handle& f, const char* buf, size_t n, uint
 
 // An allocating write (f.slow held, extents of the range in the cache):
 // stores, then commits. 0 done; -1 retry; > 0 an errno.
-int store_and_commit(zest_direct* d, Handle& f, const char* buf, size_t n, uint64_t off) {
+int store_and_commit(zest_direct* d, FileState& f, const char* buf, size_t n, uint64_t off) {
   const uint64_t B = d->block;
   const uint64_t end = off + n;
   std::vector<w::Extent> flip;  // unwritten block ranges we filled
   w::CommitIn c{};
   {
     std::shared_lock g(f.rw);
-    if (!lease_usable(d, f) || !f.lease.write) return -1;
+    if (!lease_usable(d, f) || !f.lease.write || !f.size_known) return -1;
     for (uint64_t pos = down(off, B); pos < up(end, B);) {
       const w::Extent* e = f.cache.find(pos);
       if (!e || e->state == w::kHole) return -1;
@@ -309,6 +322,13 @@ int store_and_commit(zest_direct* d, Handle& f, const char* buf, size_t n, uint6
     c = {f.lease.id, f.ino, f.gen, end > size ? end : w::kNoSize, now.tv_sec,
          static_cast<uint32_t>(now.tv_nsec), static_cast<uint32_t>(flip.size())};
   }
+  if (flip.empty() && c.new_size == w::kNoSize) {
+    // Written blocks, inside the file: an overwrite after all.
+    std::unique_lock x(f.rw);
+    f.mtime_dirty = true;
+    f.mtime = {static_cast<time_t>(c.mtime_sec), static_cast<long>(c.mtime_nsec)};
+    return 0;
+  }
   if (flip.size() > w::kMaxExtents) return EFBIG;  // cannot happen for 1 MiB writes
   std::vector<std::byte> msg(sizeof(c) + flip.size() * sizeof(w::Extent));
   std::memcpy(msg.data(), &c, sizeof(c));
@@ -333,32 +353,30 @@ int store_and_commit(zest_direct* d, Handle& f, const char* buf, size_t n, uint6
   return 0;
 }
 
-ssize_t kernel_read(zest_direct* d, Handle& f, void* buf, size_t n, uint64_t off) {
+ssize_t kernel_read(zest_direct* d, Handle& h, void* buf, size_t n, uint64_t off) {
   d->stats.kernel_reads.fetch_add(1, std::memory_order_relaxed);
-  ssize_t r = ::pread(f.fd, buf, n, static_cast<off_t>(off));
+  ssize_t r = ::pread(h.fd, buf, n, static_cast<off_t>(off));
   return r < 0 ? -errno : r;
 }
 
-ssize_t kernel_write(zest_direct* d, Handle& f, const void* buf, size_t n, uint64_t off) {
+ssize_t kernel_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_t off) {
   d->stats.kernel_writes.fetch_add(1, std::memory_order_relaxed);
-  // Our own lease would be recalled by this write: give it back first.
-  if (f.lease.id) {
-    std::lock_guard s(f.slow);
-    drop_lease(d, f);
+  // The file's lease would be recalled by this write: give it back first.
+  if (h.st) {
+    std::lock_guard s(h.st->slow);
+    drop_lease(d, *h.st);
   }
-  ssize_t r = ::pwrite(f.fd, buf, n, static_cast<off_t>(off));
-  if (r > 0) {
-    std::unique_lock g(f.rw);
-    f.kernel_dirty = true;
-  }
+  ssize_t r = ::pwrite(h.fd, buf, n, static_cast<off_t>(off));
+  if (r > 0) h.kernel_dirty = true;
   return r < 0 ? -errno : r;
 }
 
 }  // namespace
 
-ssize_t file_read(zest_direct* d, Handle& f, void* buf, size_t n, uint64_t off) {
+ssize_t file_read(zest_direct* d, Handle& h, void* buf, size_t n, uint64_t off) {
   if (n == 0) return 0;
-  if (!f.direct || (f.flags & O_ACCMODE) == O_WRONLY) return kernel_read(d, f, buf, n, off);
+  if (!h.direct || (h.flags & O_ACCMODE) == O_WRONLY) return kernel_read(d, h, buf, n, off);
+  FileState& f = *h.st;
   for (int t = 0; t < kMaxTries; ++t) {
     if (ssize_t r = try_read(d, f, static_cast<char*>(buf), n, off); r >= 0) {
       d->stats.direct_reads.fetch_add(1, std::memory_order_relaxed);
@@ -366,27 +384,22 @@ ssize_t file_read(zest_direct* d, Handle& f, void* buf, size_t n, uint64_t off) 
     }
     if (t) d->stats.retries.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard s(f.slow);
-    if (ensure_lease(d, f, false) != 0) break;
-    uint64_t size;
-    {
-      std::shared_lock g(f.rw);
-      size = f.size;
-    }
-    // Map from the read on, a window ahead (sequential readers), at least
-    // to the end the size we know says; a Read map stops at the real end.
+    if (ensure_lease(d, h, false) != 0) break;
+    // Map from the read on, a window ahead (sequential readers); a Read
+    // map stops at the end of the file.
     const uint64_t a = down(off, d->block);
-    const uint64_t want = std::max<uint64_t>(up(off + n, d->block) - a, 1u << 20);
-    (void)size;
+    const uint64_t want = std::max<uint64_t>(up(off + n, d->block) - a, kReadWindow);
     if (map_range(d, f, a, want, false) != 0) break;
   }
-  return kernel_read(d, f, buf, n, off);
+  return kernel_read(d, h, buf, n, off);
 }
 
-ssize_t file_write(zest_direct* d, Handle& f, const void* buf, size_t n, uint64_t off) {
+ssize_t file_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_t off) {
   if (n == 0) return 0;
-  if (!f.direct || !d->writable || (f.flags & O_APPEND) || (f.flags & O_ACCMODE) == O_RDONLY)
-    return (f.flags & O_ACCMODE) == O_RDONLY ? -EBADF : kernel_write(d, f, buf, n, off);
+  if ((h.flags & O_ACCMODE) == O_RDONLY) return -EBADF;
+  if (!h.direct || !d->writable || (h.flags & O_APPEND)) return kernel_write(d, h, buf, n, off);
   if (off > UINT64_MAX - n) return -EFBIG;
+  FileState& f = *h.st;
   const char* src = static_cast<const char*>(buf);
   for (int t = 0; t < kMaxTries; ++t) {
     if (ssize_t r = try_overwrite(d, f, src, n, off); r >= 0) {
@@ -394,29 +407,45 @@ ssize_t file_write(zest_direct* d, Handle& f, const void* buf, size_t n, uint64_
       return r;
     }
     if (t) d->stats.retries.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard s(f.slow);
-    int e = ensure_lease(d, f, true);
+    std::unique_lock s(f.slow);
+    int e = ensure_lease(d, h, true);
     if (e == EACCES || e == EBADF || e == ENOTCONN || e == ETIMEDOUT || e == ENOLCK) break;
     if (e) return -e;
-    // Extents for every block we touch, allocated if need be; a write at
-    // or past the end maps a window ahead for the appends that follow.
     const uint64_t B = d->block;
     const uint64_t a = down(off, B), b = up(off + n, B);
-    bool covered = true;
-    uint64_t size;
-    {
+    // Which blocks the cache knows, and whether any is a hole.
+    auto coverage = [&](bool* known, bool* hole, uint64_t* size) {
       std::shared_lock g(f.rw);
-      size = f.size;
-      for (uint64_t pos = a; pos < b;) {
+      *size = f.size;
+      *known = f.size_known;
+      *hole = false;
+      for (uint64_t pos = a; *known && pos < b;) {
         const w::Extent* x = f.cache.find(pos);
-        if (!x || x->state == w::kHole) {
-          covered = false;
+        if (!x) {
+          // Past the end a Read map has nothing: that is a hole.
+          if (f.size_known && pos >= up(f.size, B)) {
+            *hole = true;
+            break;
+          }
+          *known = false;
           break;
         }
+        if (x->state == w::kHole) *hole = true;
         pos = x->offset + x->length;
       }
+    };
+    bool known, hole;
+    uint64_t size;
+    coverage(&known, &hole, &size);
+    if (!known) {
+      // Learn the map first, allocating nothing: an overwrite needs no more.
+      e = map_range(d, f, a, std::max<uint64_t>(b - a, kReadWindow), false);
+      if (e) continue;
+      coverage(&known, &hole, &size);
+      if (!known) hole = true;
     }
-    if (!covered) {
+    if (hole) {
+      // Allocate: exactly the range, or a window ahead for appends.
       const uint64_t len = off + n >= size ? std::max(b - a, kAppendWindow) : b - a;
       e = map_range(d, f, a, len, true);
       if (e == ENOSPC || e == EFBIG || e == EROFS) return -e;
@@ -429,7 +458,7 @@ ssize_t file_write(zest_direct* d, Handle& f, const void* buf, size_t n, uint64_
     }
     if (e > 0) return -e;
   }
-  return kernel_write(d, f, buf, n, off);
+  return kernel_write(d, h, buf, n, off);
 }
 
 }  // namespace zest::direct
