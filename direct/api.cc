@@ -402,17 +402,19 @@ int zest_direct_unmap(zest_direct* d, int n) {
 
 void zest_direct_get_stats(const zest_direct* d, struct zest_direct_stats* o) {
   if (!d || !o) return;
-  const auto& s = d->stats;
-  o->direct_reads = s.direct_reads.load();
-  o->direct_writes = s.direct_writes.load();
-  o->kernel_reads = s.kernel_reads.load();
-  o->kernel_writes = s.kernel_writes.load();
-  o->leases = s.leases.load();
-  o->recalls = s.recalls.load();
-  o->fenced = s.fenced.load();
-  o->maps = s.maps.load();
-  o->commits = s.commits.load();
-  o->retries = s.retries.load();
+  *o = {};
+  for (const auto& s : d->counters) {
+    o->direct_reads += s.direct_reads.load();
+    o->direct_writes += s.direct_writes.load();
+    o->kernel_reads += s.kernel_reads.load();
+    o->kernel_writes += s.kernel_writes.load();
+    o->leases += s.leases.load();
+    o->recalls += s.recalls.load();
+    o->fenced += s.fenced.load();
+    o->maps += s.maps.load();
+    o->commits += s.commits.load();
+    o->retries += s.retries.load();
+  }
 }
 
 }  // extern "C"

@@ -1,8 +1,10 @@
 #include "direct/channel_client.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -17,8 +19,10 @@ namespace {
 
 // A reply slower than this means a stopped server: fail, never hang.
 constexpr int kReplyTimeoutSec = 10;
+// How long a request polls for its reply before sleeping in recv.
+constexpr uint64_t kSpinNs = 50'000;
 
-Result<size_t> recv_with_fds(int fd, std::vector<std::byte>* buf, std::vector<UniqueFd>* fds) {
+Result<size_t> recv_with_fds(int fd, std::vector<std::byte>* buf, std::vector<UniqueFd>* fds, uint64_t spin_ns = 0) {
   buf->resize(w::kMaxMessage);
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
   iovec iov{buf->data(), buf->size()};
@@ -27,10 +31,26 @@ Result<size_t> recv_with_fds(int fd, std::vector<std::byte>* buf, std::vector<Un
   h.msg_iovlen = 1;
   h.msg_control = cbuf;
   h.msg_controllen = sizeof(cbuf);
-  ssize_t n;
-  do {
+  ssize_t n = -1;
+  // Bounded hybrid polling: a reply (or the next request) usually follows
+  // within microseconds, and sleeping in recv costs a wake-up on each side;
+  // past spin_ns the thread sleeps, so an idle peer costs no CPU.
+  if (spin_ns) {
+    timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+      n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EINTR)) break;
+      timespec t;
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      if (uint64_t(t.tv_sec - t0.tv_sec) * 1000000000u + uint64_t(t.tv_nsec) - uint64_t(t0.tv_nsec) > spin_ns)
+        break;
+    }
+  }
+  while (n < 0) {
     n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EINTR) break;
+  }
   if (n < 0) return last_errno();
   if (fds) fds->clear();
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
@@ -77,6 +97,7 @@ Result<void> send_with_fd(int sock, const void* p, size_t len, int fd) {
 ChannelClient::~ChannelClient() {
   if (notify_) ::shutdown(notify_.get(), SHUT_RDWR);
   if (listener_.joinable()) listener_.join();
+  if (mbox_) ::munmap(mbox_, layout::kMailboxBytes);
 }
 
 Result<void> ChannelClient::attach(dev_t dev, bool want_write, OnRecall on_recall,
@@ -107,7 +128,8 @@ Result<void> ChannelClient::attach(dev_t dev, bool want_write, OnRecall on_recal
   struct {
     w::Request h;
     w::AttachIn in;
-  } msg{{w::kAttach, sizeof(msg), ++seq_}, {w::kVersion, want_write ? w::kAttachWantWrite : 0u}};
+  } msg{{w::kAttach, sizeof(msg), seq_atomic_.fetch_add(1) + 1},
+         {w::kVersion, want_write ? w::kAttachWantWrite : 0u}};
   if (auto r = send_with_fd(req_.get(), &msg, sizeof(msg), -1); !r) return r.error();
   std::vector<std::byte> buf;
   std::vector<UniqueFd> fds;
@@ -120,12 +142,17 @@ Result<void> ChannelClient::attach(dev_t dev, bool want_write, OnRecall on_recal
   if (*n != sizeof(rh) + sizeof(info_) || fds.size() < 2) return Errno(EPROTO);
   std::memcpy(&info_, buf.data() + sizeof(rh), sizeof(info_));
   if (info_.version != w::kVersion) return Errno(EPROTO);
+  if (fds.size() < 3) return Errno(EPROTO);
   table_ = std::move(fds[0]);
   notify_ = std::move(fds[1]);
+  mbox_fd_ = std::move(fds[2]);
   if (info_.pool_access != w::kPoolNone) {
-    if (fds.size() != 3) return Errno(EPROTO);
-    pool_ = std::move(fds[2]);
+    if (fds.size() != 4) return Errno(EPROTO);
+    pool_ = std::move(fds[3]);
   }
+  void* mb = ::mmap(nullptr, layout::kMailboxBytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    mbox_fd_.get(), 0);
+  if (mb != MAP_FAILED) mbox_ = static_cast<layout::MailboxHeader*>(mb);
   listener_ = std::thread([this] { listen(); });
   return {};
 }
@@ -147,6 +174,11 @@ void ChannelClient::listen() {
       give_back(w::ReturnIn{r.lease, 0, 0, 0, 0, 0});
   }
   lost_.store(true, std::memory_order_release);
+  if (mbox_) {
+    // Nobody will answer: a request waiting in the mailbox ends now.
+    mbox_->state.store(layout::kClosed, std::memory_order_seq_cst);
+    layout::futex_wake_all(&mbox_->state);
+  }
   if (on_lost_) on_lost_();
 }
 
@@ -158,19 +190,49 @@ void ChannelClient::give_back(const w::ReturnIn& r) {
   (void)send_with_fd(notify_.get(), &msg, sizeof(msg), -1);
 }
 
+Result<void> ChannelClient::call_mailbox(std::span<const std::byte> msg, uint64_t seq,
+                                         std::vector<std::byte>* body) {
+  using namespace layout;
+  std::lock_guard lock(mbox_mu_);
+  if (mbox_->state.load() == kClosed) return Errno(ENOTCONN);
+  std::memcpy(mailbox_data(mbox_), msg.data(), msg.size());
+  mbox_->len = static_cast<uint32_t>(msg.size());
+  mailbox_post(mbox_, kRequest, &mbox_->server_sleeps);
+  const uint32_t st = mailbox_wait(mbox_, kRequest, &mbox_->client_sleeps, kSpinNs,
+                                   uint64_t(kReplyTimeoutSec) * 1000000000u);
+  if (st == kClosed) return Errno(ENOTCONN);
+  if (st != kReply) {
+    lost_.store(true);  // a stopped server: fail, never hang
+    return Errno(ETIMEDOUT);
+  }
+  const uint32_t n = std::min<uint32_t>(mbox_->len, kMailboxData);
+  w::Reply rh{};
+  if (n >= sizeof(rh)) std::memcpy(&rh, mailbox_data(mbox_), sizeof(rh));
+  if (n >= sizeof(rh) && body) body->assign(mailbox_data(mbox_) + sizeof(rh), mailbox_data(mbox_) + n);
+  // Consumed: back to Idle, unless the server closed meanwhile.
+  uint32_t expect = kReply;
+  if (mbox_->state.compare_exchange_strong(expect, kIdle) && mbox_->server_sleeps.load())
+    futex_wake_all(&mbox_->state);
+  if (n < sizeof(rh) || rh.seq != seq || rh.len != n) return Errno(EPROTO);
+  if (rh.error) return Errno(rh.error);
+  return {};
+}
+
 Result<void> ChannelClient::call(uint32_t op, std::span<const std::byte> in, int fd,
                                  std::vector<std::byte>* body) {
   if (lost()) return Errno(ENOTCONN);
   std::vector<std::byte> msg(sizeof(w::Request) + in.size());
-  std::lock_guard lock(req_mu_);
-  const uint64_t seq = ++seq_;
+  const uint64_t seq = seq_atomic_.fetch_add(1) + 1;
   w::Request h{op, static_cast<uint32_t>(msg.size()), seq};
   std::memcpy(msg.data(), &h, sizeof(h));
   if (!in.empty()) std::memcpy(msg.data() + sizeof(h), in.data(), in.size());
+  if (mbox_ && fd < 0 && op != w::kAttach && op != w::kLease && msg.size() <= layout::kMailboxData)
+    return call_mailbox(msg, seq, body);
+  std::lock_guard lock(req_mu_);
   if (auto r = send_with_fd(req_.get(), msg.data(), msg.size(), fd); !r)
     return Errno(r.error().value == EPIPE ? ENOTCONN : r.error().value);
   std::vector<std::byte> buf;
-  auto n = recv_with_fds(req_.get(), &buf, nullptr);
+  auto n = recv_with_fds(req_.get(), &buf, nullptr, kSpinNs);
   if (!n) {
     const int e = n.error().value;
     lost_.store(true);  // the stream of replies is out of step now

@@ -17,6 +17,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "layout/channel_wire.h"
+#include "layout/mailbox.h"
 
 namespace zest::direct {
 
@@ -54,10 +55,17 @@ class ChannelClient {
  private:
   void listen();
 
-  UniqueFd req_, notify_, table_, pool_;
+  // MAP, COMMIT, RETURN and STATS through the shared mailbox (no system
+  // call while both sides poll); the rest on the socket.
+  Result<void> call_mailbox(std::span<const std::byte> msg, uint64_t seq,
+                            std::vector<std::byte>* body);
+
+  UniqueFd req_, notify_, table_, pool_, mbox_fd_;
+  layout::MailboxHeader* mbox_ = nullptr;
+  std::mutex mbox_mu_;
   layout::wire::AttachOut info_{};
   std::mutex req_mu_;
-  uint64_t seq_ = 0;
+  std::atomic<uint64_t> seq_atomic_{0};
   OnRecall on_recall_;
   OnLost on_lost_;
   std::atomic<bool> lost_{false};

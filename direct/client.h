@@ -2,7 +2,7 @@
 // files (Handle). docs/direct.md describes the protocol; this is the map.
 //
 // Locks of a FileState (one per file, shared by its handles):
-//  - rw (shared_mutex): shared around every load from or store to the pool
+//  - rw (ReaderLock): shared around every load from or store to the pool
 //    (the fast path: no system call), exclusive for a moment to change the
 //    lease or the cached extents, and by the recall listener to take the
 //    lease away (it waits only for copies in flight, never for the server).
@@ -16,11 +16,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <shared_mutex>  // std::shared_lock over ReaderLock
 #include <unordered_map>
 #include <vector>
 
 #include "direct/channel_client.h"
+#include "direct/reader_lock.h"
 #include "direct/zest_direct.h"
 #include "layout/channel_wire.h"
 #include "layout/state_table.h"
@@ -57,7 +58,7 @@ struct Lease {
 // file and its handles never recall each other.
 struct FileState {
   uint64_t ino = 0;
-  std::shared_mutex rw;
+  ReaderLock rw;
   std::mutex slow;
   int handles = 0;  // open handles on it (zest_direct::handles_mu)
   // Under rw:
@@ -66,8 +67,10 @@ struct FileState {
   uint64_t size = 0;  // the file's size under the lease, once size_known
   bool size_known = false;  // a map under this lease said it
   ExtentCache cache;
-  bool mtime_dirty = false;  // overwrites in place since the last commit
-  timespec mtime{};
+  // Overwrites in place since the last commit, and the time of the last
+  // one: set under rw held shared (so atomics).
+  std::atomic<bool> mtime_dirty{false};
+  std::atomic<int64_t> mtime_ns{0};
   zest_recall_fn recall_cb = nullptr;
   void* recall_arg = nullptr;
   int recall_handle = -1;
@@ -107,10 +110,19 @@ struct zest_direct {
   std::unordered_map<uint64_t, std::weak_ptr<zest::direct::FileState>> files;  // by inode
   std::unordered_map<int, std::unique_ptr<zest::direct::Handle>> owned;
 
-  struct Counters {
+  // Counters, one padded copy per thread slot (the hot ones are bumped on
+  // every read and write: a shared counter would bounce between cores).
+  struct alignas(64) Counters {
     std::atomic<uint64_t> direct_reads{0}, direct_writes{0}, kernel_reads{0}, kernel_writes{0};
     std::atomic<uint64_t> leases{0}, recalls{0}, fenced{0}, maps{0}, commits{0}, retries{0};
-  } stats;
+  };
+  static constexpr unsigned kCounterSlots = 16;
+  Counters counters[kCounterSlots];
+  Counters& stats() {
+    static std::atomic<unsigned> next{0};
+    thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed) % kCounterSlots;
+    return counters[mine];
+  }
 
   uint64_t table_word(uint32_t slot) const {
     return table[slot].load(std::memory_order_acquire);

@@ -48,12 +48,19 @@ void persist(zest_direct* d, std::byte* p, size_t n) {
   }
 }
 
+int64_t now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
 w::ReturnIn return_msg(FileState& f) {
   w::ReturnIn r{f.lease.id, f.ino, f.gen, 0, 0, 0};
   if (f.mtime_dirty && f.lease.write) {
+    const int64_t t = f.mtime_ns.load();
     r.flags = w::kReturnSetMtime;
-    r.mtime_sec = f.mtime.tv_sec;
-    r.mtime_nsec = static_cast<uint32_t>(f.mtime.tv_nsec);
+    r.mtime_sec = t / 1000000000;
+    r.mtime_nsec = static_cast<uint32_t>(t % 1000000000);
   }
   return r;
 }
@@ -95,20 +102,18 @@ int flush_mtime(zest_direct* d, FileState& f) {
   w::CommitIn c{};
   {
     std::shared_lock g(f.rw);
-    if (!f.mtime_dirty || !f.lease.id) return 0;
-    c = {f.lease.id, f.ino, f.gen, w::kNoSize, f.mtime.tv_sec,
-         static_cast<uint32_t>(f.mtime.tv_nsec), 0};
+    if (!f.lease.id || !f.mtime_dirty.exchange(false)) return 0;
+    const int64_t t = f.mtime_ns.load();
+    c = {f.lease.id, f.ino, f.gen, w::kNoSize, t / 1000000000,
+         static_cast<uint32_t>(t % 1000000000), 0};
   }
   auto r = d->chan.call(w::kCommit, bytes_of(c), -1, nullptr);
-  if (r) {
-    std::unique_lock g(f.rw);
-    f.mtime_dirty = false;
-  }
+  if (!r && r.error().value != ESTALE) f.mtime_dirty.store(true);  // try again later
   return r ? 0 : r.error().value;
 }
 
 void on_recall(zest_direct* d, uint64_t id) {
-  d->stats.recalls.fetch_add(1, std::memory_order_relaxed);
+  d->stats().recalls.fetch_add(1, std::memory_order_relaxed);
   std::shared_ptr<FileState> f;
   {
     std::lock_guard l(d->handles_mu);
@@ -138,7 +143,7 @@ void on_recall(zest_direct* d, uint64_t id) {
     std::unique_lock g(f->rw);
     if (f->lease.id == id) {
       if (layout::slot_state(d->table_word(f->lease.slot)) == layout::SlotState::Fenced)
-        d->stats.fenced.fetch_add(1, std::memory_order_relaxed);
+        d->stats().fenced.fetch_add(1, std::memory_order_relaxed);
       r = return_msg(*f);
       forget_lease(*f);
       f->mtime_dirty = false;
@@ -166,7 +171,7 @@ int ensure_lease(zest_direct* d, Handle& h, bool write) {
   if (body.size() != sizeof(out)) return EPROTO;
   std::memcpy(&out, body.data(), sizeof(out));
   if (out.slot * sizeof(uint64_t) >= d->table_bytes) return EPROTO;
-  d->stats.leases.fetch_add(1, std::memory_order_relaxed);
+  d->stats().leases.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard l(d->handles_mu);
     d->by_lease[out.id] = h.st;
@@ -200,7 +205,16 @@ int map_range(zest_direct* d, FileState& f, uint64_t off, uint64_t len, bool wri
         (e.pool_offset > d->pool_size || e.length > d->pool_size - e.pool_offset))
       return EPROTO;
   }
-  d->stats.maps.fetch_add(1, std::memory_order_relaxed);
+  d->stats().maps.fetch_add(1, std::memory_order_relaxed);
+  // Fill our page tables for what we are about to touch, one call per
+  // extent instead of a page fault per page (a fault costs microseconds,
+  // more in a VM). Blocks of the pool only; holes are never touched.
+  for (const w::Extent& e : ext) {
+    if (e.state == w::kHole || (!write && e.state != w::kWritten)) continue;
+    const uintptr_t a0 = reinterpret_cast<uintptr_t>(d->pool + e.pool_offset) & ~uintptr_t(4095);
+    const uintptr_t a1 = reinterpret_cast<uintptr_t>(d->pool + e.pool_offset + e.length);
+    ::madvise(reinterpret_cast<void*>(a0), a1 - a0, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  }
   std::unique_lock g(f.rw);
   if (f.lease.id != in.lease) return ESTALE;  // recalled meanwhile
   if (f.gen != mo.generation) {
@@ -262,10 +276,8 @@ ssize_t try_overwrite(zest_direct* d, FileState& f, const char* buf, size_t n, u
   }
   persist_fence();
   if (!lease_usable(d, f)) return -1;  // do it again under a new lease
-  g.unlock();
-  std::unique_lock x(f.rw);
-  f.mtime_dirty = true;
-  clock_gettime(CLOCK_REALTIME, &f.mtime);
+  f.mtime_ns.store(now_ns(), std::memory_order_relaxed);
+  f.mtime_dirty.store(true, std::memory_order_release);
   return static_cast<ssize_t>(n);
 }
 
@@ -324,9 +336,8 @@ int store_and_commit(zest_direct* d, FileState& f, const char* buf, size_t n, ui
   }
   if (flip.empty() && c.new_size == w::kNoSize) {
     // Written blocks, inside the file: an overwrite after all.
-    std::unique_lock x(f.rw);
-    f.mtime_dirty = true;
-    f.mtime = {static_cast<time_t>(c.mtime_sec), static_cast<long>(c.mtime_nsec)};
+    f.mtime_ns.store(c.mtime_sec * 1000000000 + c.mtime_nsec, std::memory_order_relaxed);
+    f.mtime_dirty.store(true, std::memory_order_release);
     return 0;
   }
   if (flip.size() > w::kMaxExtents) return EFBIG;  // cannot happen for 1 MiB writes
@@ -343,24 +354,23 @@ int store_and_commit(zest_direct* d, FileState& f, const char* buf, size_t n, ui
     }
     return e;
   }
-  d->stats.commits.fetch_add(1, std::memory_order_relaxed);
+  d->stats().commits.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock x(f.rw);
   if (f.lease.id == c.lease) {
     for (const w::Extent& e : flip) f.cache.mark_written(e.offset, e.length);
     f.size = std::max(f.size, end);
-    f.mtime_dirty = false;
   }
   return 0;
 }
 
 ssize_t kernel_read(zest_direct* d, Handle& h, void* buf, size_t n, uint64_t off) {
-  d->stats.kernel_reads.fetch_add(1, std::memory_order_relaxed);
+  d->stats().kernel_reads.fetch_add(1, std::memory_order_relaxed);
   ssize_t r = ::pread(h.fd, buf, n, static_cast<off_t>(off));
   return r < 0 ? -errno : r;
 }
 
 ssize_t kernel_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_t off) {
-  d->stats.kernel_writes.fetch_add(1, std::memory_order_relaxed);
+  d->stats().kernel_writes.fetch_add(1, std::memory_order_relaxed);
   // The file's lease would be recalled by this write: give it back first.
   if (h.st) {
     std::lock_guard s(h.st->slow);
@@ -379,10 +389,10 @@ ssize_t file_read(zest_direct* d, Handle& h, void* buf, size_t n, uint64_t off) 
   FileState& f = *h.st;
   for (int t = 0; t < kMaxTries; ++t) {
     if (ssize_t r = try_read(d, f, static_cast<char*>(buf), n, off); r >= 0) {
-      d->stats.direct_reads.fetch_add(1, std::memory_order_relaxed);
+      d->stats().direct_reads.fetch_add(1, std::memory_order_relaxed);
       return r;
     }
-    if (t) d->stats.retries.fetch_add(1, std::memory_order_relaxed);
+    if (t) d->stats().retries.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard s(f.slow);
     if (ensure_lease(d, h, false) != 0) break;
     // Map from the read on, a window ahead (sequential readers); a Read
@@ -403,10 +413,10 @@ ssize_t file_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_
   const char* src = static_cast<const char*>(buf);
   for (int t = 0; t < kMaxTries; ++t) {
     if (ssize_t r = try_overwrite(d, f, src, n, off); r >= 0) {
-      d->stats.direct_writes.fetch_add(1, std::memory_order_relaxed);
+      d->stats().direct_writes.fetch_add(1, std::memory_order_relaxed);
       return r;
     }
-    if (t) d->stats.retries.fetch_add(1, std::memory_order_relaxed);
+    if (t) d->stats().retries.fetch_add(1, std::memory_order_relaxed);
     std::unique_lock s(f.slow);
     int e = ensure_lease(d, h, true);
     if (e == EACCES || e == EBADF || e == ENOTCONN || e == ETIMEDOUT || e == ENOLCK) break;
@@ -453,7 +463,7 @@ ssize_t file_write(zest_direct* d, Handle& h, const void* buf, size_t n, uint64_
     }
     e = store_and_commit(d, f, src, n, off);
     if (e == 0) {
-      d->stats.direct_writes.fetch_add(1, std::memory_order_relaxed);
+      d->stats().direct_writes.fetch_add(1, std::memory_order_relaxed);
       return static_cast<ssize_t>(n);
     }
     if (e > 0) return -e;

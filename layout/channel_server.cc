@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,12 +18,21 @@
 #include "base/log.h"
 #include "layout/channel_path.h"
 #include "layout/channel_wire.h"
+#include "layout/mailbox.h"
 
 namespace zest::layout {
 
 namespace {
 
-constexpr int kMaxFdsIn = 4;
+constexpr int kMaxFdsIn = 4;  // also the most a reply carries
+// How long a client's request threads poll for the next request before
+// they sleep (a client doing I/O sends the next one within microseconds).
+constexpr uint64_t kSpinNs = 50'000;
+
+// The mailbox thread answers into the client's mailbox, the request thread
+// on the socket: Conn::reply looks here to know which (each thread is one
+// client's, for its whole life).
+thread_local MailboxHeader* t_mailbox = nullptr;
 
 // One received message and the descriptors that came with it.
 struct Message {
@@ -31,7 +42,7 @@ struct Message {
 };
 
 // 0 bytes: the peer closed (or the socket was shut down).
-Result<size_t> receive(int fd, Message* m) {
+Result<size_t> receive(int fd, Message* m, uint64_t spin_ns = 0) {
   m->bytes.resize(wire::kMaxMessage);
   m->fds.clear();
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsIn)];
@@ -41,10 +52,26 @@ Result<size_t> receive(int fd, Message* m) {
   h.msg_iovlen = 1;
   h.msg_control = cbuf;
   h.msg_controllen = sizeof(cbuf);
-  ssize_t n;
-  do {
+  ssize_t n = -1;
+  // Bounded hybrid polling: a reply (or the next request) usually follows
+  // within microseconds, and sleeping in recv costs a wake-up on each side;
+  // past spin_ns the thread sleeps, so an idle peer costs no CPU.
+  if (spin_ns) {
+    timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+      n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EINTR)) break;
+      timespec t;
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      if (uint64_t(t.tv_sec - t0.tv_sec) * 1000000000u + uint64_t(t.tv_nsec) - uint64_t(t0.tv_nsec) > spin_ns)
+        break;
+    }
+  }
+  while (n < 0) {
     n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EINTR) break;
+  }
   if (n < 0) return last_errno();
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -132,8 +159,15 @@ struct ChannelServer::Conn final : LeaseClient {
   ucred peer{};
   std::vector<gid_t> groups;
   uint32_t pool = wire::kPoolNone;
-  std::thread req_thread, notify_thread;
+  std::thread req_thread, notify_thread, mbox_thread;
   std::atomic<bool> done{false};
+  UniqueFd mbox_fd;
+  MailboxHeader* mbox = nullptr;
+  std::atomic<bool> stopping{false};
+
+  ~Conn() {
+    if (mbox) ::munmap(mbox, kMailboxBytes);
+  }
 
   void recall(uint64_t lease) override {
     wire::Request h{wire::kRecall, sizeof(h) + sizeof(wire::RecallOut), 0};
@@ -147,6 +181,15 @@ struct ChannelServer::Conn final : LeaseClient {
 
   void reply(uint64_t seq, int err, const void* body = nullptr, size_t len = 0,
              std::span<const int> fds = {}) {
+    if (MailboxHeader* mb = t_mailbox) {
+      wire::Reply r{err, static_cast<uint32_t>(sizeof(r) + len), seq};
+      if (sizeof(r) + len > kMailboxData || !fds.empty()) r = {EPROTO, sizeof(r), seq}, len = 0;
+      std::memcpy(mailbox_data(mb), &r, sizeof(r));
+      if (len) std::memcpy(mailbox_data(mb) + sizeof(r), body, len);
+      mb->len = r.len;
+      mailbox_post(mb, kReply, &mb->client_sleeps);
+      return;
+    }
     std::vector<std::byte> out(sizeof(wire::Reply) + len);
     wire::Reply r{err, static_cast<uint32_t>(out.size()), seq};
     std::memcpy(out.data(), &r, sizeof(r));
@@ -157,6 +200,7 @@ struct ChannelServer::Conn final : LeaseClient {
   Status give_back(const wire::ReturnIn& in);
   void serve_requests();
   void serve_notify();
+  void serve_mailbox();
   void handle(const Message& m);
   void do_attach(uint64_t seq, const Message& m);
   void do_lease(uint64_t seq, const Message& m, const wire::LeaseIn& in);
@@ -180,7 +224,7 @@ Status ChannelServer::Conn::give_back(const wire::ReturnIn& in) {
 void ChannelServer::Conn::serve_requests() {
   Message m;
   for (;;) {
-    auto n = receive(req.get(), &m);
+    auto n = receive(req.get(), &m, kSpinNs);
     if (!n || *n == 0) break;
     handle(m);
   }
@@ -190,7 +234,39 @@ void ChannelServer::Conn::serve_requests() {
   // empty message reads as the end on a SOCK_SEQPACKET socket, too).
   ::shutdown(req.get(), SHUT_RDWR);
   ::shutdown(notify.get(), SHUT_RDWR);
+  stopping.store(true);
+  if (mbox) {
+    mbox->state.store(kClosed, std::memory_order_seq_cst);
+    futex_wake_all(&mbox->state);
+  }
   done.store(true);
+}
+
+void ChannelServer::Conn::serve_mailbox() {
+  t_mailbox = mbox;
+  Message m;
+  for (;;) {
+    if (stopping.load()) return;
+    uint32_t st = mbox->state.load(std::memory_order_acquire);
+    if (st == kClosed) return;
+    if (st != kRequest) {
+      // Poll, then sleep; wake up now and then to see whether we stop.
+      mailbox_wait(mbox, st, &mbox->server_sleeps, kSpinNs, 100'000'000);
+      continue;
+    }
+    // Only a private copy is parsed: the client may scribble meanwhile.
+    const size_t len = std::min<size_t>(mbox->len, kMailboxData);
+    m.bytes.assign(mailbox_data(mbox), mailbox_data(mbox) + len);
+    m.fds.clear();
+    m.truncated = mbox->len > kMailboxData;
+    wire::Request h{};
+    if (len >= sizeof(h)) std::memcpy(&h, m.bytes.data(), sizeof(h));
+    // Requests that carry descriptors come by the socket only.
+    if (len >= sizeof(h) && (h.op == wire::kAttach || h.op == wire::kLease))
+      reply(h.seq, EPROTO);
+    else
+      handle(m);
+  }
 }
 
 void ChannelServer::Conn::serve_notify() {
@@ -268,6 +344,20 @@ void ChannelServer::Conn::do_attach(uint64_t seq, const Message& m) {
   int sp[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0)
     return reply(seq, errno);
+  mbox_fd.reset(::memfd_create("zest-mailbox", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mbox_fd || ::ftruncate(mbox_fd.get(), kMailboxBytes) != 0 ||
+      ::fcntl(mbox_fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    ::close(sp[0]);
+    ::close(sp[1]);
+    return reply(seq, errno ? errno : EIO);
+  }
+  void* mb = ::mmap(nullptr, kMailboxBytes, PROT_READ | PROT_WRITE, MAP_SHARED, mbox_fd.get(), 0);
+  if (mb == MAP_FAILED) {
+    ::close(sp[0]);
+    ::close(sp[1]);
+    return reply(seq, errno);
+  }
+  mbox = static_cast<MailboxHeader*>(mb);
   notify.reset(sp[0]);
   UniqueFd theirs(sp[1]);
   // The pool, as the peer could open it: read-write if asked and allowed,
@@ -298,7 +388,8 @@ void ChannelServer::Conn::do_attach(uint64_t seq, const Message& m) {
   id = srv->leases_->attach(this, &table);
   attached = true;
   notify_thread = std::thread([this] { serve_notify(); });
-  std::vector<int> fds{reader->get(), theirs.get()};
+  mbox_thread = std::thread([this] { serve_mailbox(); });
+  std::vector<int> fds{reader->get(), theirs.get(), mbox_fd.get()};
   if (poolfd) fds.push_back(poolfd.get());
   reply(seq, 0, &out, sizeof(out), fds);
 }
@@ -503,6 +594,9 @@ void ChannelServer::reap(bool all) {
     if (c->req_thread.joinable()) c->req_thread.join();
     if (c->notify) ::shutdown(c->notify.get(), SHUT_RDWR);
     if (c->notify_thread.joinable()) c->notify_thread.join();
+    c->stopping.store(true);
+    if (c->mbox) futex_wake_all(&c->mbox->state);
+    if (c->mbox_thread.joinable()) c->mbox_thread.join();
   }
 }
 

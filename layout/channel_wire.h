@@ -3,7 +3,9 @@
 // Transport: a SOCK_SEQPACKET Unix socket per client (one message per
 // request and per reply, boundaries kept), plus a second socket the server
 // hands over at ATTACH for recalls (server -> client) and returns (client
-// -> server, no reply). Every integer is native-endian (both ends are on
+// -> server, no reply), plus a shared-memory mailbox (mailbox.h) that
+// carries the same messages without system calls, except ATTACH and LEASE
+// (they carry descriptors). Every integer is native-endian (both ends are on
 // this machine); every message starts with a header, and a message whose
 // length does not match its op is refused (EPROTO) without being acted on.
 // File descriptors travel as SCM_RIGHTS: the proof fd with LEASE; the
@@ -60,7 +62,8 @@ struct AttachOut {
   uint32_t persist;  // 0: stores need a fence; 1: msync of the pages too
   uint32_t recall_timeout_ms;
   uint64_t fs_dev;  // st_dev of the mount
-  // fds, in order: state table (read-only), notify socket, pool (if any)
+  // fds, in order: state table (read-only), notify socket, mailbox
+  // (mailbox.h: MAP, COMMIT, RETURN and STATS may go there), pool (if any)
 };
 
 // LEASE (+ proof fd: opened through the mount, not O_PATH)

@@ -9,6 +9,8 @@
 //   1 a header + payload, any op      5 COMMIT (extents from payload)
 //   2 ATTACH (flags from payload)     6 RETURN on the notify socket
 //   3 LEASE with a chosen descriptor  7 reconnect
+//   8 raw bytes into the mailbox, with a length word of the payload's
+//     choice (also past its end)      9 a header + payload, any op, by mailbox
 // Invariants: every request gets a reply or the connection closes (no
 // hang: replies are awaited 5 s at most), the server answers STATS after
 // the input, and a lease is granted only for a descriptor that proves it
@@ -17,6 +19,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "layout/mailbox.h"
 #include "tests/direct/raw_channel.h"
 
 namespace zest::testing {
@@ -49,7 +53,7 @@ class HostileRun {
     if (!c_) return "cannot connect";
     size_t i = 0;
     while (i + 2 <= size) {
-      const uint8_t kind = data[i] % 8, len = data[i + 1];
+      const uint8_t kind = data[i] % 10, len = data[i + 1];
       i += 2;
       const size_t n = std::min<size_t>(len, size - i);
       std::string why = Step(kind, data + i, n);
@@ -121,9 +125,16 @@ class HostileRun {
         cw::AttachIn in{n > 1 && p[1] == 0xff ? 99u : cw::kVersion, n ? p[0] & 3u : 1u};
         std::string w = Send(Msg(cw::kAttach, &in, sizeof in, ++seq_), {}, &body, &err);
         if (w.empty() && err == 0) {
-          // Keep the notify socket (the second fd) for RETURNs.
+          // Keep the notify socket (the second fd) for RETURNs, and map the
+          // mailbox (the third).
           notify_.reset();
           if (c_->fds().size() >= 2) notify_.emplace(::dup(c_->fds()[1]));
+          Unmap();
+          if (c_->fds().size() >= 3) {
+            void* p = ::mmap(nullptr, layout::kMailboxBytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                             c_->fds()[2], 0);
+            if (p != MAP_FAILED) mbox_ = static_cast<layout::MailboxHeader*>(p);
+          }
         }
         return w;
       }
@@ -220,12 +231,51 @@ class HostileRun {
         (void)::send(notify_->fd, m.data(), m.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         return "";
       }
-      default:
+      case 7:
         c_ = t_.connect();
         notify_.reset();
+        Unmap();
         return c_ ? "" : "cannot reconnect";
+      default: {
+        if (!mbox_) return "";
+        std::vector<std::byte> m;
+        uint32_t len;
+        if (kind == 8) {
+          m.assign(reinterpret_cast<const std::byte*>(p), reinterpret_cast<const std::byte*>(p) + n);
+          len = n >= 4 && (p[0] & 1) ? Fill<uint32_t>(p, n) : static_cast<uint32_t>(n);
+        } else {
+          const uint32_t op = n ? p[0] % 10 : 0;
+          m = Msg(op, n > 1 ? p + 1 : nullptr, n > 1 ? n - 1 : 0, ++seq_);
+          len = static_cast<uint32_t>(m.size());
+        }
+        // The server must answer (or have closed) within 5 s, whatever the
+        // mailbox says; it never trusts the length word.
+        const uint32_t st = mbox_->state.load();
+        if (st == layout::kClosed) return "";
+        if (st == layout::kRequest) return "";  // an earlier one unanswered: checked below
+        std::memcpy(layout::mailbox_data(mbox_), m.data(), std::min(m.size(), layout::kMailboxData));
+        mbox_->len = len;
+        layout::mailbox_post(mbox_, layout::kRequest, &mbox_->server_sleeps);
+        const uint32_t got = layout::mailbox_wait(mbox_, layout::kRequest, &mbox_->client_sleeps,
+                                                  0, 5'000'000'000ull);
+        if (got == layout::kRequest) return "no mailbox reply within 5 s";
+        uint32_t expect = layout::kReply;
+        mbox_->state.compare_exchange_strong(expect, layout::kIdle);
+        layout::futex_wake_all(&mbox_->state);
+        return "";
+      }
     }
   }
+
+  void Unmap() {
+    if (mbox_) ::munmap(mbox_, layout::kMailboxBytes);
+    mbox_ = nullptr;
+  }
+
+ public:
+  ~HostileRun() { Unmap(); }
+
+ private:
 
   struct Fd {
     explicit Fd(int f) : fd(f) {}
@@ -239,6 +289,7 @@ class HostileRun {
   const HostileTarget& t_;
   std::optional<RawChannel> c_;
   std::optional<Fd> notify_;
+  layout::MailboxHeader* mbox_ = nullptr;
   uint64_t seq_ = 0;
   cw::LeaseOut last_{};
   uint32_t last_mode_ = 0;

@@ -22,7 +22,7 @@ std::vector<uint8_t> MakeInput(std::mt19937_64& rng) {
   std::vector<uint8_t> in;
   const int steps = 4 + static_cast<int>(rng() % 40);
   for (int s = 0; s < steps; ++s) {
-    uint8_t kind = static_cast<uint8_t>(rng() % 8);
+    uint8_t kind = static_cast<uint8_t>(rng() % 10);
     if (s == 0 && rng() % 4) kind = 2;
     size_t len;
     switch (kind) {
@@ -30,6 +30,7 @@ std::vector<uint8_t> MakeInput(std::mt19937_64& rng) {
       case 4: len = sizeof(cw::MapIn); break;
       case 5: len = sizeof(cw::CommitIn) + (rng() % 3) * sizeof(cw::Extent); break;
       case 6: len = sizeof(cw::ReturnIn); break;
+      case 9: len = 1 + sizeof(cw::MapIn) + (rng() % 2) * sizeof(cw::Extent); break;
       default: len = rng() % 64;
     }
     in.push_back(kind);
