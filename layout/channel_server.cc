@@ -521,6 +521,8 @@ Result<std::unique_ptr<ChannelServer>> ChannelServer::start(fs::LayoutProvider& 
     return Errno(e);
   }
   ::chmod(o.socket_path.c_str(), 0666);  // anyone may ask; every request is checked
+  struct stat bound;
+  if (::lstat(o.socket_path.c_str(), &bound) == 0) s->socket_ino_ = bound.st_ino;
   if (::listen(s->listen_.get(), 64) != 0) return last_errno();
   s->stop_.reset(::eventfd(0, EFD_CLOEXEC));
   if (!s->stop_) return last_errno();
@@ -612,7 +614,11 @@ ChannelServer::~ChannelServer() {
   if (stop_) (void)!::write(stop_.get(), &one, sizeof(one));
   if (acceptor_.joinable()) acceptor_.join();
   reap(true);
-  ::unlink(opts_.socket_path.c_str());
+  // Only our own socket: once the mount is gone, its device number (and so
+  // the path) may already belong to the next mount's channel.
+  struct stat st;
+  if (::lstat(opts_.socket_path.c_str(), &st) == 0 && st.st_ino == socket_ino_)
+    ::unlink(opts_.socket_path.c_str());
 }
 
 }  // namespace zest::layout

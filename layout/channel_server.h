@@ -82,6 +82,7 @@ class ChannelServer {
   std::unique_ptr<LeaseManager> leases_;
   LeaseGate gate_;
   UniqueFd listen_;
+  ino_t socket_ino_ = 0;  // the socket file we bound, to remove only that
   UniqueFd stop_;  // eventfd: wakes the accept loop
   std::thread acceptor_;
   mutable std::mutex mu_;

@@ -216,7 +216,7 @@ TEST(DirectDiffTest, LockstepWithTmpfs) {
   ASSERT_NE(d, nullptr);
   if (!zest_direct_is_direct(d)) {
     zest_direct_detach(d);
-    GTEST_SKIP() << "no direct access on " << m->path();
+    FAIL() << "no direct access on " << m->path() << "; server: " << m->ServerStderr();
   }
   TmpfsDir oracle;
   ASSERT_TRUE(oracle.ok());
