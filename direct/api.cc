@@ -98,16 +98,18 @@ void zest_direct_detach(zest_direct* d) {
 
 int zest_direct_is_direct(const zest_direct* d) { return d && d->direct ? 1 : 0; }
 
-int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
-  if (!d || !path) return fail<int>(EINVAL);
-  const int fd = ::openat(dirfd_of(d, path), rel(path), flags | O_CLOEXEC, mode);
-  if (fd < 0) return -1;
+namespace {
+
+// A handle for kernel fd `fd` (owned or not); -1/errno on failure.
+int install(zest_direct* d, int fd, int flags, bool owns, bool require_direct) {
   auto h = std::make_unique<Handle>();
   h->fd = fd;
   h->flags = flags;
+  h->owns_fd = owns;
   struct stat st;
   const bool direct =
       d->direct && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == d->dev;
+  if (require_direct && !direct) return fail<int>(EXDEV);
   std::lock_guard l(d->handles_mu);
   int n;
   if (!d->free_numbers.empty()) {
@@ -116,7 +118,7 @@ int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
   } else if (d->next_number < zest_direct::kMaxHandles) {
     n = d->next_number++;
   } else {
-    ::close(fd);
+    if (owns) ::close(fd);
     return fail<int>(EMFILE);
   }
   if (direct) {
@@ -136,6 +138,22 @@ int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
   d->owned[n] = std::move(h);
   return n;
 }
+
+}  // namespace
+
+int zest_open(zest_direct* d, const char* path, int flags, mode_t mode) {
+  if (!d || !path) return fail<int>(EINVAL);
+  const int fd = ::openat(dirfd_of(d, path), rel(path), flags | O_CLOEXEC, mode);
+  if (fd < 0) return -1;
+  return install(d, fd, flags, true, false);
+}
+
+int zest_adopt(zest_direct* d, int fd, int flags) {
+  if (!d || fd < 0) return fail<int>(EINVAL);
+  return install(d, fd, flags, false, true);
+}
+
+int zest_forget(zest_direct* d, int h) { return zest_close(d, h); }
 
 int zest_close(zest_direct* d, int n) {
   std::unique_ptr<Handle> h;
@@ -161,7 +179,7 @@ int zest_close(zest_direct* d, int n) {
     else
       zest::direct::flush_mtime(d, *h->st);
   }
-  return ::close(h->fd);
+  return h->owns_fd ? ::close(h->fd) : 0;
 }
 
 int zest_fd(zest_direct* d, int h) {

@@ -79,6 +79,7 @@ struct FileState {
 struct Handle {
   int fd = -1;
   int flags = 0;
+  bool owns_fd = true;  // false for zest_adopt: the caller closes it
   bool direct = false;  // a regular file of this mount, served from the pool
   int number = -1;
   std::shared_ptr<FileState> st;  // direct handles only

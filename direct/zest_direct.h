@@ -55,6 +55,12 @@ int zest_direct_is_direct(const zest_direct* d);
 int zest_open(zest_direct* d, const char* path, int flags, mode_t mode);
 int zest_close(zest_direct* d, int h);
 int zest_fd(zest_direct* d, int h); /* the kernel fd behind a handle */
+/* A handle for a kernel fd the caller opened on the mount (with `flags`,
+ * as given to open) and keeps owning: zest_forget releases the handle and
+ * leaves the fd open. For interposers (libzest-preload). -1/EXDEV when
+ * the fd is not a regular file of this mount. */
+int zest_adopt(zest_direct* d, int fd, int flags);
+int zest_forget(zest_direct* d, int h);
 ssize_t zest_pread(zest_direct* d, int h, void* buf, size_t n, off_t off);
 ssize_t zest_pwrite(zest_direct* d, int h, const void* buf, size_t n, off_t off);
 ssize_t zest_preadv(zest_direct* d, int h, const struct iovec* iov, int cnt, off_t off);
