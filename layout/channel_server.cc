@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "layout/channel_path.h"
 #include "layout/channel_wire.h"
+#include "layout/recv_polled.h"
 #include "layout/mailbox.h"
 
 namespace zest::layout {
@@ -52,26 +53,7 @@ Result<size_t> receive(int fd, Message* m, uint64_t spin_ns = 0) {
   h.msg_iovlen = 1;
   h.msg_control = cbuf;
   h.msg_controllen = sizeof(cbuf);
-  ssize_t n = -1;
-  // Bounded hybrid polling: a reply (or the next request) usually follows
-  // within microseconds, and sleeping in recv costs a wake-up on each side;
-  // past spin_ns the thread sleeps, so an idle peer costs no CPU.
-  if (spin_ns) {
-    timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-      n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-      if (n >= 0 || (errno != EAGAIN && errno != EINTR)) break;
-      timespec t;
-      clock_gettime(CLOCK_MONOTONIC, &t);
-      if (uint64_t(t.tv_sec - t0.tv_sec) * 1000000000u + uint64_t(t.tv_nsec) - uint64_t(t0.tv_nsec) > spin_ns)
-        break;
-    }
-  }
-  while (n < 0) {
-    n = ::recvmsg(fd, &h, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno != EINTR) break;
-  }
+  const ssize_t n = recvmsg_polled(fd, &h, MSG_CMSG_CLOEXEC, spin_ns);
   if (n < 0) return last_errno();
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
