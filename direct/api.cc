@@ -281,8 +281,25 @@ int zest_fallocate(zest_direct* d, int n, int mode, off_t off, off_t len) {
   return ::fallocate(h->fd, mode, off, len);
 }
 
+int zest_direct_flush_times(zest_direct* d) {
+  if (!d) return fail<int>(EINVAL);
+  std::vector<std::shared_ptr<FileState>> files;
+  {
+    std::lock_guard l(d->handles_mu);
+    for (auto& [ino, w] : d->files)
+      if (auto f = w.lock(); f && f->mtime_dirty.load(std::memory_order_relaxed)) files.push_back(f);
+  }
+  int err = 0;
+  for (auto& f : files) {
+    std::lock_guard s(f->slow);
+    if (int e = zest::direct::flush_mtime(d, *f); e && e != ESTALE) err = e;
+  }
+  return err ? fail<int>(err) : 0;
+}
+
 int zest_stat(zest_direct* d, const char* path, struct stat* st) {
   if (!d || !path) return fail<int>(EINVAL);
+  zest_direct_flush_times(d);  // the mtime of our overwrites, first
   return ::fstatat(dirfd_of(d, path), rel(path), st, 0);
 }
 int zest_unlink(zest_direct* d, const char* path) {

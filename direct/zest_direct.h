@@ -71,6 +71,10 @@ int zest_fstat(zest_direct* d, int h, struct stat* st);
 int zest_ftruncate(zest_direct* d, int h, off_t size);
 int zest_fallocate(zest_direct* d, int h, int mode, off_t off, off_t len);
 
+/* Sends the mtime of overwrites made in place (on every file of this
+ * attachment) to the file system now, so that stat by path shows it. */
+int zest_direct_flush_times(zest_direct* d);
+
 /* Names (through the kernel mount, which checks permissions). */
 int zest_stat(zest_direct* d, const char* path, struct stat* st);
 int zest_unlink(zest_direct* d, const char* path);

@@ -63,6 +63,9 @@ int g_nmounts = 0;
 std::mutex g_attach_mu;
 std::atomic<FdState*> g_fds[kMaxFds];
 Counters g_stats;
+// Set by direct writes (which may leave an overwrite's mtime pending in
+// libzest-direct); a stat by path first sends those times.
+std::atomic<bool> g_times_pending{false};
 // read/write at the file offset: one at a time per file (as the kernel's
 // f_pos lock), striped by inode.
 std::mutex g_pos_mu[64];
@@ -166,6 +169,18 @@ void adopt_dup(int oldfd, int newfd) {
     zest_forget(old->d, old->handle);
     delete old;
   }
+}
+
+void note_write() {
+  if (!g_times_pending.load(std::memory_order_relaxed)) g_times_pending.store(true, std::memory_order_relaxed);
+}
+
+void flush_times() {
+  if (!g_times_pending.load(std::memory_order_relaxed) || t_inside || !g_ready.load()) return;
+  g_times_pending.store(false);
+  Inside in;
+  for (int i = 0; i < g_nmounts; ++i)
+    if (zest_direct* d = g_mounts[i].d.load()) zest_direct_flush_times(d);
 }
 
 // Results of direct calls, counted.
@@ -388,6 +403,7 @@ ZEST_EXPORT ssize_t pread64(int fd, void* buf, size_t n, off_t off) { return pre
 ZEST_EXPORT ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
   FdState* s = state_of(fd);
   if (s && !(s->flags & O_APPEND)) {
+    note_write();
     Inside in;
     return direct(zest_pwrite(s->d, s->handle, buf, n, off));
   }
@@ -408,6 +424,7 @@ ZEST_EXPORT ssize_t preadv64(int fd, const struct iovec* iov, int cnt, off_t off
 ZEST_EXPORT ssize_t pwritev(int fd, const struct iovec* iov, int cnt, off_t off) {
   FdState* s = state_of(fd);
   if (s && !(s->flags & O_APPEND)) {
+    note_write();
     Inside in;
     return direct(zest_pwritev(s->d, s->handle, iov, cnt, off));
   }
@@ -448,8 +465,10 @@ ZEST_EXPORT ssize_t read(int fd, void* buf, size_t n) {
 }
 ZEST_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
   FdState* s = state_of(fd);
-  if (s && !(s->flags & O_APPEND))
+  if (s && !(s->flags & O_APPEND)) {
+    note_write();
     return at_offset(fd, s, [&](off_t pos) { return zest_pwrite(s->d, s->handle, buf, n, pos); });
+  }
   if (s) g_stats.append.fetch_add(1, std::memory_order_relaxed);
   REAL(write);
   return real_write(fd, buf, n);
@@ -462,8 +481,10 @@ ZEST_EXPORT ssize_t readv(int fd, const struct iovec* iov, int cnt) {
 }
 ZEST_EXPORT ssize_t writev(int fd, const struct iovec* iov, int cnt) {
   FdState* s = state_of(fd);
-  if (s && !(s->flags & O_APPEND))
+  if (s && !(s->flags & O_APPEND)) {
+    note_write();
     return at_offset(fd, s, [&](off_t pos) { return zest_pwritev(s->d, s->handle, iov, cnt, pos); });
+  }
   if (s) g_stats.append.fetch_add(1, std::memory_order_relaxed);
   REAL(writev);
   return real_writev(fd, iov, cnt);
@@ -525,3 +546,40 @@ ZEST_EXPORT int posix_fallocate(int fd, off_t off, off_t len) {
   return real_posix_fallocate(fd, off, len);
 }
 ZEST_EXPORT int posix_fallocate64(int fd, off_t off, off_t len) { return posix_fallocate(fd, off, len); }
+
+// --- stat by path: the mtime of our overwrites first ---------------------------
+ZEST_EXPORT int stat(const char* path, struct stat* st) {
+  flush_times();
+  REAL(stat);
+  return real_stat(path, st);
+}
+ZEST_EXPORT int stat64(const char* path, struct stat64* st) {
+  flush_times();
+  REAL(stat64);
+  return real_stat64(path, st);
+}
+ZEST_EXPORT int lstat(const char* path, struct stat* st) {
+  flush_times();
+  REAL(lstat);
+  return real_lstat(path, st);
+}
+ZEST_EXPORT int lstat64(const char* path, struct stat64* st) {
+  flush_times();
+  REAL(lstat64);
+  return real_lstat64(path, st);
+}
+ZEST_EXPORT int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
+  flush_times();
+  REAL(fstatat);
+  return real_fstatat(dirfd, path, st, flags);
+}
+ZEST_EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) {
+  flush_times();
+  REAL(fstatat64);
+  return real_fstatat64(dirfd, path, st, flags);
+}
+ZEST_EXPORT int statx(int dirfd, const char* path, int flags, unsigned mask, struct statx* st) {
+  flush_times();
+  REAL(statx);
+  return real_statx(dirfd, path, flags, mask, st);
+}

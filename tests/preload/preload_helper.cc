@@ -7,8 +7,10 @@
 //   preload_helper continue FD          (the exec'd part)
 //   preload_helper threads FILE         8 threads on one fd: pwrite/pread of
 //                                       their own ranges, then read() racing
+//   preload_helper mtime FILE           an overwrite's mtime in stat by path
 // Prints what it checked; exit 0 when everything matched.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -96,12 +98,29 @@ int threads(const char* path) {
   return bad == 0 && total == kThreads * kChunk ? 0 : 1;
 }
 
+// An overwrite in place shows in stat by path at once (its mtime changes).
+int mtime(const char* path) {
+  const int fd = ::open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return fail("open");
+  if (!write_all(fd, std::string(8192, 'm'))) return fail("write");
+  struct stat a, b;
+  if (::stat(path, &a) != 0) return fail("stat");
+  ::usleep(20000);
+  if (::pwrite(fd, "x", 1, 100) != 1) return fail("pwrite");
+  if (::stat(path, &b) != 0) return fail("stat");
+  const bool changed = b.st_mtim.tv_sec != a.st_mtim.tv_sec || b.st_mtim.tv_nsec != a.st_mtim.tv_nsec;
+  std::printf("mtime %s, size %lld\n", changed ? "changed" : "unchanged", static_cast<long long>(b.st_size));
+  ::close(fd);
+  return changed ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc == 3 && !std::strcmp(argv[1], "forkexec")) return forkexec(argv[0], argv[2]);
   if (argc == 3 && !std::strcmp(argv[1], "continue")) return cont(std::atoi(argv[2]));
   if (argc == 3 && !std::strcmp(argv[1], "threads")) return threads(argv[2]);
+  if (argc == 3 && !std::strcmp(argv[1], "mtime")) return mtime(argv[2]);
   std::fprintf(stderr, "usage: preload_helper forkexec|threads FILE\n");
   return 2;
 }

@@ -146,6 +146,7 @@ TEST_F(PreloadTest, ForkExecAndThreads) {
   const std::string helper = PRELOAD_HELPER;
   Same(Z() + helper + " forkexec D/fe");
   Same(Z() + helper + " threads D/th");
+  Same(Z() + helper + " mtime D/mt");
 }
 
 }  // namespace
