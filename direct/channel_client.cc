@@ -179,7 +179,8 @@ Result<void> ChannelClient::call_mailbox(std::span<const std::byte> msg, uint64_
   if (mbox_->state.load() == kClosed) return Errno(ENOTCONN);
   std::memcpy(mailbox_data(mbox_), msg.data(), msg.size());
   mbox_->len = static_cast<uint32_t>(msg.size());
-  mailbox_post(mbox_, kRequest, &mbox_->server_sleeps);
+  if (uint32_t was; !mailbox_post_request(mbox_, &was))
+    return Errno(was == kClosed ? ENOTCONN : EPROTO);
   const uint32_t st = mailbox_wait(mbox_, kRequest, &mbox_->client_sleeps, kSpinNs,
                                    uint64_t(kReplyTimeoutSec) * 1000000000u);
   if (st == kClosed) return Errno(ENOTCONN);

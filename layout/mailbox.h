@@ -5,8 +5,8 @@
 // One request at a time (the client serializes its requests). The state
 // word is also the futex both sides sleep on, after polling it for a
 // bounded time (hybrid polling: an idle client and an idle server sleep).
-//   client: copy the request into data, len; state = Request; wake the
-//           server if it sleeps; poll, then sleep, until state == Reply;
+//   client: copy the request into data, len; state Idle -> Request (only
+//           from Idle: never over Closed); wake the server if it sleeps; poll, then sleep, until state == Reply;
 //           copy the reply out; state = Idle.
 //   server: poll, then sleep, until state == Request; copy the request out
 //           (the client could change it meanwhile: only the copy is
@@ -93,6 +93,19 @@ inline uint32_t mailbox_wait(MailboxHeader* h, uint32_t from, std::atomic<uint32
 inline void mailbox_post(MailboxHeader* h, uint32_t to, std::atomic<uint32_t>* other_sleeps) {
   h->state.store(to, std::memory_order_seq_cst);
   if (other_sleeps->load(std::memory_order_seq_cst)) futex_wake_all(&h->state);
+}
+
+// The client's post of a request: only from Idle, so that a Closed the
+// server set meanwhile is never overwritten (its mailbox thread is gone and
+// would never answer). False: the state was not Idle (*was says what).
+inline bool mailbox_post_request(MailboxHeader* h, uint32_t* was) {
+  uint32_t expect = kIdle;
+  if (!h->state.compare_exchange_strong(expect, kRequest, std::memory_order_seq_cst)) {
+    *was = expect;
+    return false;
+  }
+  if (h->server_sleeps.load(std::memory_order_seq_cst)) futex_wake_all(&h->state);
+  return true;
 }
 
 }  // namespace zest::layout

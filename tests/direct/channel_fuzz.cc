@@ -71,6 +71,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string why = run.Run(data, size);
   if (!why.empty()) {
     std::fprintf(stderr, "channel_fuzz: %s\n", why.c_str());
+    if (std::getenv("CHANNEL_FUZZ_GDB")) {
+      const std::string cmd = "gdb -p " + std::to_string(::getpid()) +
+                              " -batch -ex 'thread apply all bt' > /tmp/channel_fuzz_bt.txt 2>&1; ls -l /proc/" +
+                              std::to_string(::getpid()) + "/fd >> /tmp/channel_fuzz_bt.txt; ss -xpa | grep channel_fuzz >> /tmp/channel_fuzz_bt.txt";
+      (void)!std::system(cmd.c_str());
+    }
     std::abort();
   }
   return 0;

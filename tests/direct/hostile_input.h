@@ -57,15 +57,18 @@ class HostileRun {
       i += 2;
       const size_t n = std::min<size_t>(len, size - i);
       std::string why = Step(kind, data + i, n);
+      trace_ += "[" + std::to_string(kind) + "/" + std::to_string(n) + " " + step_ + "]";
       if (std::getenv("ZEST_CHANNEL_TRACE"))
         std::fprintf(stderr, "step kind %u len %zu: %s\n", kind, n, why.c_str());
       i += n;
-      if (!why.empty()) return why;
+      if (!why.empty()) return why + " after " + trace_.substr(trace_.size() > 600 ? trace_.size() - 600 : 0);
     }
     // The server still works: a fresh client gets STATS.
     auto c = t_.connect();
     cw::StatsOut s{};
-    if (!c || c->Attach(false) != 0 || c->Stats(&s) != 0) return "server stopped answering";
+    if (!c) return std::string("server stopped answering: connect: ") + std::strerror(errno);
+    if (int e = c->Attach(false); e != 0) return "server stopped answering: attach: " + std::to_string(e);
+    if (int e = c->Stats(&s); e != 0) return "server stopped answering: stats: " + std::to_string(e);
     return "";
   }
 
@@ -86,6 +89,8 @@ class HostileRun {
       return c_ ? "" : "cannot reconnect";
     }
     *err = Reply(body);
+    step_ = "op " + (m.size() >= 4 ? std::to_string(*reinterpret_cast<const uint32_t*>(m.data())) : std::string("?")) +
+            " len " + std::to_string(m.size()) + " fds " + std::to_string(fds.size()) + " -> " + std::to_string(*err);
     if (*err == -3) return "no reply within 5 s";
     if (*err == -2) {
       c_ = t_.connect();
@@ -255,7 +260,7 @@ class HostileRun {
         if (st == layout::kRequest) return "";  // an earlier one unanswered: checked below
         std::memcpy(layout::mailbox_data(mbox_), m.data(), std::min(m.size(), layout::kMailboxData));
         mbox_->len = len;
-        layout::mailbox_post(mbox_, layout::kRequest, &mbox_->server_sleeps);
+        if (uint32_t was; !layout::mailbox_post_request(mbox_, &was)) return "";  // closed meanwhile
         const uint32_t got = layout::mailbox_wait(mbox_, layout::kRequest, &mbox_->client_sleeps,
                                                   0, 5'000'000'000ull);
         if (got == layout::kRequest) return "no mailbox reply within 5 s";
@@ -287,6 +292,7 @@ class HostileRun {
   };
 
   const HostileTarget& t_;
+  std::string trace_, step_;
   std::optional<RawChannel> c_;
   std::optional<Fd> notify_;
   layout::MailboxHeader* mbox_ = nullptr;
