@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "layout/channel_server.h"
@@ -60,6 +61,13 @@ Env* Setup() {
   e->server = std::move(*s);
   const std::string sock = o.socket_path;
   e->target.connect = [sock] { return zest::testing::RawChannel::Connect("", sock); };
+  // The pool and the socket go when the fuzzer exits (the server's threads
+  // may still hold them: only the names are removed).
+  static std::string dir = e->dir;
+  std::atexit([] {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  });
   return e;
 }
 

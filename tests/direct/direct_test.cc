@@ -317,6 +317,12 @@ TEST_F(DirectTest, AKilledServerMakesCallsFailNotHang) {
   int h = zest_open(d_, "f", O_RDWR | O_CREAT, 0644);
   ASSERT_GE(h, 0);
   ASSERT_EQ(zest_pwrite(d_, h, "data", 4, 0), 4);
+  // A killed server cannot remove its channel socket: the test does.
+  struct stat mst;
+  ASSERT_EQ(::stat(mp_.c_str(), &mst), 0);
+  std::vector<std::string> sockets;
+  for (const std::string& dir : layout::channel_dirs())
+    sockets.push_back(dir + "/" + layout::channel_name(mst.st_dev));
   ASSERT_EQ(::kill(mount_->pid(), SIGKILL), 0);
   const auto t0 = Clock::now();
   char b[8];
@@ -335,6 +341,7 @@ TEST_F(DirectTest, AKilledServerMakesCallsFailNotHang) {
   d_ = nullptr;
   std::string err, report;
   mount_->Unmount(&report);  // the server is gone already: clears the mount
+  for (const std::string& p : sockets) ::unlink(p.c_str());
   ASSERT_TRUE(mount_->Restart(&err)) << err;
   EXPECT_EQ(KernelRead(P("f"), 4, 0), "data");
 }
