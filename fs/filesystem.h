@@ -98,9 +98,9 @@ class FileSystem {
   }
   virtual void access(const Context&, Ino /*ino*/, uint32_t /*mask*/,
                       StatusReply r) { r.error(ENOSYS); }
-  virtual void statfs(const Context&, Ino /*ino*/, StatfsReply r) {
-    r.error(ENOSYS);
-  }
+  // Default: an empty file system of 4 KiB blocks and 255-byte names (as
+  // libfuse answers), so that df and statvfs work on any file system.
+  virtual void statfs(const Context&, Ino /*ino*/, StatfsReply r) { r.ok(StatFs{}); }
 
   // --- extended attributes ----------------------------------------------
   // flags: XATTR_CREATE / XATTR_REPLACE. ext_flags: kXattrAclKillSgid (only

@@ -30,4 +30,21 @@ class AccessGate {
   ~AccessGate() = default;
 };
 
+// Holds a ticket for the length of a scope: leave() runs even when the file
+// system throws (a ticket left behind would block new leases on the file).
+class GateHold {
+ public:
+  GateHold(AccessGate* gate, fs::Ino ino, uint64_t off, uint64_t len, bool write)
+      : gate_(gate), t_(gate ? gate->enter(ino, off, len, write) : GateTicket{}) {}
+  ~GateHold() {
+    if (gate_) gate_->leave(t_);
+  }
+  GateHold(const GateHold&) = delete;
+  GateHold& operator=(const GateHold&) = delete;
+
+ private:
+  AccessGate* gate_;
+  GateTicket t_;
+};
+
 }  // namespace zest::server

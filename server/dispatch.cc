@@ -215,9 +215,8 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       if (opts_.debug) log_debug("setattr nodeid={} valid={:#x}", ino, v);
       if (!gate_ || !(sa.valid & fs::SetAttr::kSize)) return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
       // A size change may free or move blocks anywhere past the new end.
-      const GateTicket t = gate_->enter(ino, 0, AccessGate::kToEnd, true);
-      fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
-      return gate_->leave(t);
+      GateHold hold(gate_, ino, 0, AccessGate::kToEnd, true);
+      return fs_.setattr(ctx, ino, sa, fs::AttrReply(sink, s));
     }
     case abi::FUSE_READLINK:
       s->max_out = 4095;  // the kernel reads at most a page less its NUL
@@ -278,18 +277,16 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       s->open_flags = in.flags;
       // O_TRUNC comes with OPEN (FUSE_ATOMIC_O_TRUNC), not as a SETATTR.
       if (!gate_ || !(in.flags & O_TRUNC)) return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
-      const GateTicket t = gate_->enter(ino, 0, AccessGate::kToEnd, true);
-      fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
-      return gate_->leave(t);
+      GateHold hold(gate_, ino, 0, AccessGate::kToEnd, true);
+      return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
     }
     case abi::FUSE_READ: {
       abi::fuse_read_in in;
       if (!a.read(&in)) return malformed(s, "READ args");
       s->max_out = in.size;
       if (!gate_) return fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
-      const GateTicket t = gate_->enter(ino, in.offset, in.size, false);
-      fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
-      return gate_->leave(t);
+      GateHold hold(gate_, ino, in.offset, in.size, false);
+      return fs_.read(ctx, ino, in.fh, in.offset, in.size, fs::DataReply(sink, s));
     }
     case abi::FUSE_WRITE: {
       abi::fuse_write_in in;
@@ -297,9 +294,8 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       if (!a.read(&in) || !a.bytes(in.size, &data)) return malformed(s, "WRITE args");
       uint32_t flags = (in.write_flags & abi::FUSE_WRITE_KILL_SUIDGID) ? 1u : 0u;
       if (!gate_) return fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
-      const GateTicket t = gate_->enter(ino, in.offset, in.size, true);
-      fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
-      return gate_->leave(t);
+      GateHold hold(gate_, ino, in.offset, in.size, true);
+      return fs_.write(ctx, ino, in.fh, in.offset, data, flags, fs::WriteReply(sink, s));
     }
     case abi::FUSE_STATFS:
       return fs_.statfs(ctx, ino, fs::StatfsReply(sink, s));
@@ -406,11 +402,8 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_FALLOCATE: {
       abi::fuse_fallocate_in in;
       if (!a.read(&in)) return malformed(s, "FALLOCATE args");
-      const GateTicket t =
-          gate_ ? gate_->enter(ino, in.offset, in.length, true) : GateTicket{};
-      fs_.fallocate(ctx, ino, in.fh, in.mode, in.offset, in.length, fs::StatusReply(sink, s));
-      if (gate_) gate_->leave(t);
-      return;
+      GateHold hold(gate_, ino, in.offset, in.length, true);
+      return fs_.fallocate(ctx, ino, in.fh, in.mode, in.offset, in.length, fs::StatusReply(sink, s));
     }
     case abi::FUSE_LSEEK: {
       abi::fuse_lseek_in in;
@@ -425,18 +418,11 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       uint64_t len = in.len;
       // The 32-bit variant answers in a 32-bit field.
       if (h.opcode == abi::FUSE_COPY_FILE_RANGE) len = std::min<uint64_t>(len, 1u << 30);
-      GateTicket tin, tout;
-      if (gate_) {
-        tin = gate_->enter(ino, in.off_in, len, false);
-        tout = gate_->enter(in.nodeid_out, in.off_out, len, true);
-      }
-      fs_.copy_file_range(ctx, ino, in.fh_in, in.off_in, in.nodeid_out, in.fh_out, in.off_out,
-                          len, static_cast<uint32_t>(in.flags), fs::WriteReply(sink, s));
-      if (gate_) {
-        gate_->leave(tout);
-        gate_->leave(tin);
-      }
-      return;
+      GateHold hold_in(gate_, ino, in.off_in, len, false);
+      GateHold hold_out(gate_, in.nodeid_out, in.off_out, len, true);
+      return fs_.copy_file_range(ctx, ino, in.fh_in, in.off_in, in.nodeid_out, in.fh_out,
+                                 in.off_out, len, static_cast<uint32_t>(in.flags),
+                                 fs::WriteReply(sink, s));
     }
     case abi::FUSE_SYNCFS:
       return fs_.syncfs(ctx, fs::StatusReply(sink, s));

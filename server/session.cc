@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <future>
 
 #include "base/fd.h"
@@ -105,7 +106,15 @@ void Session::process(Worker& w, Wire* wire, const abi::fuse_in_header& h,
   if (malformed_why) {
     malformed(s, malformed_why);
   } else {
-    dispatch(s, h, args);
+    // A file system that throws must not take the server down: the reply
+    // object it held was dropped while unwinding, which answers EIO.
+    try {
+      dispatch(s, h, args);
+    } catch (const std::exception& e) {
+      log_error("file system threw on opcode {} (nodeid {}): {}", h.opcode, h.nodeid, e.what());
+    } catch (...) {
+      log_error("file system threw on opcode {} (nodeid {})", h.opcode, h.nodeid);
+    }
   }
 
   // Whoever comes second recycles: if the reply was already sent, the

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +69,7 @@ class FakeFs final : public fs::FileSystem {
       return;
     }
     if (name == "forgotten") return;  // reply dropped: must answer EIO
+    if (name == "throws") throw std::runtime_error("a file system bug");
     if (name != "a") return r.error(ENOENT);
     fs::Entry e;
     e.ino = 2;
@@ -340,6 +342,26 @@ TEST_F(SessionTest, DroppedReplyAnswersEio) {
   Bytes r = reply();
   EXPECT_EQ(out_header(r).unique, 10u);
   EXPECT_EQ(out_header(r).error, -EIO);
+}
+
+TEST_F(SessionTest, AFileSystemThatThrowsAnswersEioAndTheServerGoesOn) {
+  init();
+  send(Req(abi::FUSE_LOOKUP, 1, 10).name("throws"));
+  Bytes r = reply();
+  EXPECT_EQ(out_header(r).unique, 10u);
+  EXPECT_EQ(out_header(r).error, -EIO);
+  send(Req(abi::FUSE_LOOKUP, 1, 11).name("a"));
+  EXPECT_EQ(out_header(reply()).error, 0);
+}
+
+TEST_F(SessionTest, StatfsHasADefault) {
+  init();
+  send(Req(abi::FUSE_STATFS, 1, 10));
+  Bytes r = reply();
+  ASSERT_EQ(out_header(r).error, 0);
+  const auto st = payload<abi::fuse_statfs_out>(r);
+  EXPECT_EQ(st.st.namelen, 255u);
+  EXPECT_EQ(st.st.bsize, 4096u);
 }
 
 TEST_F(SessionTest, UnknownOpcodeIsEnosys) {
