@@ -1,5 +1,5 @@
 // Outcome<T>: a value or a message for the person running the benchmark.
-// base/result.h carries only an errno; the driver needs to say which path,
+// zest/result.h carries only an errno; the driver needs to say which path,
 // which target and which step failed, so its errors are whole sentences.
 #pragma once
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 #include "layout/channel_wire.h"
 #include "layout/mailbox.h"
 

@@ -1,5 +1,5 @@
-// POSIX ACLs: the xattr form and the mode rules (see fs/posix_acl.h).
-#include "fs/posix_acl.h"
+// POSIX ACLs: the xattr form and the mode rules (see zest/fs/posix_acl.h).
+#include "zest/fs/posix_acl.h"
 
 #include <sys/stat.h>
 

@@ -30,8 +30,8 @@
 #include <thread>
 
 #include "base/fd.h"
-#include "base/result.h"
-#include "fs/layout.h"
+#include "zest/result.h"
+#include "zest/fs/layout.h"
 #include "layout/lease_gate.h"
 #include "layout/lease_manager.h"
 

@@ -39,8 +39,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/result.h"
-#include "fs/layout.h"
+#include "zest/result.h"
+#include "zest/fs/layout.h"
 #include "layout/state_table.h"
 
 namespace zest::layout {

@@ -19,7 +19,7 @@
 #include <cstdint>
 
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::layout {
 

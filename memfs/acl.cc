@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/xattr_rules.h"
+#include "zest/fs/xattr_rules.h"
 
 namespace zest::memfs {
 namespace {

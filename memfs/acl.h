@@ -1,6 +1,6 @@
 // POSIX ACLs on memfs inodes. They live in Inode::xattrs under the names
 // system.posix_acl_access and system.posix_acl_default, always in the
-// kernel's form and valid (fs/posix_acl.h checks them on the way in), and
+// kernel's form and valid (zest/fs/posix_acl.h checks them on the way in), and
 // stay consistent with the mode as on tmpfs: an access ACL's owner, mask (or
 // group) and other entries are the mode's permission bits, and an access ACL
 // that says no more than the mode is not kept.
@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <span>
 
-#include "fs/posix_acl.h"
-#include "fs/types.h"
+#include "zest/fs/posix_acl.h"
+#include "zest/fs/types.h"
 #include "memfs/inode.h"
 
 namespace zest::memfs {

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <shared_mutex>
 
-#include "fs/xattr_rules.h"
+#include "zest/fs/xattr_rules.h"
 #include "memfs/acl.h"
 #include "memfs/mem_fs.h"
 

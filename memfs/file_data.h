@@ -28,7 +28,7 @@
 #include <span>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "memfs/page_tree.h"
 #include "memfs/space.h"
 

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 #include "memfs/directory.h"
 #include "memfs/file_data.h"
 #include "memfs/space.h"

@@ -16,7 +16,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 #include "memfs/inode.h"
 
 namespace zest::memfs {

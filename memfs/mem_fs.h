@@ -27,7 +27,7 @@
 // Times: creation, writes, truncation, fallocate, link, unlink, rename,
 // chmod/chown and xattr changes update mtime/ctime as tmpfs does. READ and
 // READDIR update atime as the mount's policy says (Options::atime,
-// fs/atime.h: relatime by default); reads the kernel answers from its page
+// zest/fs/atime.h: relatime by default); reads the kernel answers from its page
 // cache never reach memfs.
 #pragma once
 
@@ -36,7 +36,7 @@
 #include <mutex>
 #include <string_view>
 
-#include "fs/filesystem.h"
+#include "zest/fs/filesystem.h"
 #include "memfs/completion_pool.h"
 #include "memfs/inode.h"
 #include "memfs/inode_table.h"
@@ -177,7 +177,7 @@ class MemFs final : public fs::FileSystem {
   void do_lookup(fs::Ino parent, std::string_view name, fs::EntryReply r);
   void do_getattr(fs::Ino ino, fs::AttrReply r);
   void do_read(fs::Ino ino, uint64_t fh, uint64_t offset, uint32_t size, fs::DataReply r);
-  // atime after a READ or READDIR reached us through `fh` (fs/atime.h).
+  // atime after a READ or READDIR reached us through `fh` (zest/fs/atime.h).
   // Takes i.mu itself; the caller holds no lock of i.
   void note_access(Inode& i, uint64_t fh);
   void do_write(fs::Ino ino, uint64_t offset, std::span<const std::byte> data,

@@ -1,5 +1,5 @@
 // memfs: a POSIX file system in memory, written against zest's plugin API
-// (fs/filesystem.h). It behaves as tmpfs does as seen through stat(2) and
+// (zest/fs/filesystem.h). It behaves as tmpfs does as seen through stat(2) and
 // the system calls (same st_size/st_blocks accounting, errnos, link counts,
 // SEEK_DATA/SEEK_HOLE), so tmpfs can be its oracle in the mount tests.
 // docs: memfs/README.md lists where it differs from tmpfs.
@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "fs/atime.h"
-#include "fs/filesystem.h"
-#include "fs/types.h"
+#include "zest/fs/atime.h"
+#include "zest/fs/filesystem.h"
+#include "zest/fs/types.h"
 
 namespace zest::memfs {
 

@@ -19,7 +19,7 @@
 
 #include <linux/capability.h>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::mirrorfs {
 

@@ -20,7 +20,7 @@
 #include <unordered_map>
 
 #include "base/fd.h"
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::mirrorfs {
 
@@ -53,7 +53,7 @@ struct MirrorInode {
   ProcPath proc() const { return ProcPath(path_fd.get()); }
 
   // Guards everything below, and is held while an entry for this inode is
-  // handed to the kernel (see fs/filesystem.h: forget checks under it).
+  // handed to the kernel (see zest/fs/filesystem.h: forget checks under it).
   std::mutex mu;
   // Set once forget took the inode out of the table; a lookup that finds
   // it dead looks again.

@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "base/result.h"
-#include "fs/filesystem.h"
+#include "zest/result.h"
+#include "zest/fs/filesystem.h"
 #include "mirrorfs/inode_table.h"
 #include "mirrorfs/mirrorfs.h"
 

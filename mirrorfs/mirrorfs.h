@@ -1,5 +1,5 @@
 // mirrorfs: a file system that mirrors a backing directory (like libfuse's
-// passthrough_hp), written against zest's plugin API (fs/filesystem.h).
+// passthrough_hp), written against zest's plugin API (zest/fs/filesystem.h).
 //
 // Every operation is done on the backing object itself, so what a caller
 // sees through the mount is what the backing file system answers: sizes,
@@ -13,9 +13,9 @@
 #include <memory>
 #include <string>
 
-#include "base/result.h"
-#include "fs/filesystem.h"
-#include "fs/types.h"
+#include "zest/result.h"
+#include "zest/fs/filesystem.h"
+#include "zest/fs/types.h"
 
 namespace zest::mirrorfs {
 

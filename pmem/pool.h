@@ -38,7 +38,7 @@
 #include <string_view>
 
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 
 struct pmem2_map;
 

@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::pmem {
 

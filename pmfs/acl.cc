@@ -1,14 +1,14 @@
 // PmFsImpl POSIX ACLs: stored as the xattrs system.posix_acl_access and
 // system.posix_acl_default (docs/format.md, "Extended attributes"; no format
 // of their own), always in the kernel's form and valid, and kept consistent
-// with the mode as on tmpfs (fs/posix_acl.h). Every change of an ACL commits
+// with the mode as on tmpfs (zest/fs/posix_acl.h). Every change of an ACL commits
 // with the mode it implies in one transaction: setting an access ACL, chmod,
 // and creating an inode that inherits its directory's default ACL.
 #include <optional>
 #include <utility>
 #include <vector>
 
-#include "fs/xattr_rules.h"
+#include "zest/fs/xattr_rules.h"
 #include "pmfs/pm_fs.h"
 
 namespace zest::pmfs {

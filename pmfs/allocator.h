@@ -19,7 +19,7 @@
 #include <mutex>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmfs/journal.h"
 
 namespace zest::pmfs {

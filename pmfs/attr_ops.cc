@@ -12,7 +12,7 @@
 #include <shared_mutex>
 
 #include "base/log.h"
-#include "fs/xattr_rules.h"
+#include "zest/fs/xattr_rules.h"
 #include "pmfs/format.h"
 #include "pmfs/pm_fs.h"
 

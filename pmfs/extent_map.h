@@ -23,7 +23,7 @@
 #include <span>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmem/pool.h"
 #include "pmfs/allocator.h"
 #include "pmfs/journal.h"

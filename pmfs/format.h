@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmem/pool.h"
 #include "pmfs/layout.h"
 

@@ -49,7 +49,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::pmfs {
 

@@ -53,7 +53,7 @@ struct Inode {
   bool freed = false;
   // lazytime: d's atime is newer than the pool's (flush_lazy_atime).
   bool atime_dirty = false;
-  // Layout generation (fs/layout.h), DRAM only: 1 when the inode is loaded
+  // Layout generation (zest/fs/layout.h), DRAM only: 1 when the inode is loaded
   // or created, bumped by anything that may move or free the file's blocks
   // (truncate, punch, zero range, copy-on-write, freeing the inode), so a
   // commit of extents mapped before that is refused.

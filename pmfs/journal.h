@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmem/pool.h"
 #include "pmfs/layout.h"
 

@@ -1,6 +1,6 @@
 // PmFsImpl as a fs::LayoutProvider: hands out a file's extents (map) and
 // turns extents a direct-access client wrote unwritten -> written (commit).
-// docs/layouts.md describes the rules; fs/layout.h the promises.
+// docs/layouts.md describes the rules; zest/fs/layout.h the promises.
 //
 // map(Write) reserves the holes of the range exactly as fallocate with
 // KEEP_SIZE does (fill_window, Fill::Reserve: new unwritten extents, one

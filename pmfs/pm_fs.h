@@ -25,7 +25,7 @@
 // then updates DRAM and frees replaced blocks. Before the commit nothing
 // visible changed, so every error path just gives back what it allocated.
 //
-// Entry replies are sent while holding the child's lock (fs/filesystem.h:
+// Entry replies are sent while holding the child's lock (zest/fs/filesystem.h:
 // KernelRefs), so freeing an unlinked, closed inode can ask
 // refs_->referenced() under that lock and never miss a reference.
 //
@@ -51,7 +51,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fs/posix_acl.h"
+#include "zest/fs/posix_acl.h"
 #include "pmem/pool.h"
 #include "pmfs/allocator.h"
 #include "pmfs/inode.h"
@@ -197,7 +197,7 @@ class PmFsImpl final : public PmFs, public fs::LayoutProvider {
   // The open of a new file (existing null), or of `existing`, whose lock
   // the caller holds, before its open_count counts this open.
   fs::OpenInfo open_info(uint32_t open_flags = 0, const Inode* existing = nullptr) const;
-  // atime after a READ or READDIR reached us through `fh` (fs/atime.h):
+  // atime after a READ or READDIR reached us through `fh` (zest/fs/atime.h):
   // a transaction of its own, or with lazytime a DRAM change. Takes i.mu
   // itself; the caller holds no lock of i.
   void note_access(Inode& i, uint64_t fh);
@@ -243,7 +243,7 @@ class PmFsImpl final : public PmFs, public fs::LayoutProvider {
   Status enable_xattr_slots();
 
   // --- POSIX ACLs (acl.cc) ---
-  // setxattr / removexattr of an ACL name (fs/posix_acl.h): the xattr, the
+  // setxattr / removexattr of an ACL name (zest/fs/posix_acl.h): the xattr, the
   // mode it implies and ctime in one transaction. Caller holds i.mu
   // exclusively.
   int set_acl(const fs::Context& ctx, Inode& i, fs::AclType type,

@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
-#include "base/result.h"
-#include "fs/atime.h"
-#include "fs/filesystem.h"
+#include "zest/result.h"
+#include "zest/fs/atime.h"
+#include "zest/fs/filesystem.h"
 #include "pmem/pool.h"
 
 namespace zest::pmem {

@@ -38,7 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmem/pool.h"
 #include "pmfs/allocator.h"
 #include "pmfs/journal.h"

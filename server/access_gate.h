@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::server {
 

@@ -18,7 +18,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::server {
 

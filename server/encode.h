@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "abi/fuse_abi.h"
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::server {
 

@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fs/filesystem.h"
+#include "zest/fs/filesystem.h"
 
 namespace zest::server {
 

@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "abi/fuse_abi.h"
-#include "base/result.h"
-#include "fs/filesystem.h"
+#include "zest/result.h"
+#include "zest/fs/filesystem.h"
 #include "server/access_gate.h"
 #include "server/arg_reader.h"
 #include "server/backing.h"

@@ -12,7 +12,7 @@
 
 #include "abi/fuse_abi.h"
 #include "base/log.h"
-#include "base/result.h"
+#include "zest/result.h"
 #include "transport/dev_channel.h"
 
 namespace zest::server {

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
-#include "fs/atime.h"
-#include "fs/filesystem.h"
+#include "zest/result.h"
+#include "zest/fs/atime.h"
+#include "zest/fs/filesystem.h"
 
 namespace zest::tools {
 

@@ -14,7 +14,7 @@
 #include <span>
 
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::transport {
 

@@ -34,7 +34,7 @@
 
 #include "abi/fuse_abi.h"
 #include "base/fd.h"
-#include "base/result.h"
+#include "zest/result.h"
 
 struct io_uring;
 struct io_uring_sqe;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/filesystem.h"
+#include "zest/fs/filesystem.h"
 #include "memfs/memfs.h"
 #include "pmfs/format.h"
 #include "pmfs/pmfs.h"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "fs/filesystem.h"
+#include "zest/fs/filesystem.h"
 #include "pmfs/format.h"
 #include "pmfs/fsck.h"
 #include "pmfs/fuzz/sample_image.h"

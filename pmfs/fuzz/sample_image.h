@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 #include "pmfs/format.h"
 #include "pmfs/layout.h"
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/filesystem.h"
+#include "zest/fs/filesystem.h"
 #include "tests/pmfs/harness.h"
 
 namespace zest::crash {

@@ -1,6 +1,6 @@
-// fs/posix_acl.h: the xattr form of POSIX ACLs and the mode rules, checked
+// zest/fs/posix_acl.h: the xattr form of POSIX ACLs and the mode rules, checked
 // against what the kernel's fs/posix_acl.c does (and tmpfs shows).
-#include "fs/posix_acl.h"
+#include "zest/fs/posix_acl.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -13,7 +13,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "fs/posix_acl.h"
+#include "zest/fs/posix_acl.h"
 #include "tests/fs_harness/call_runner.h"
 
 namespace zest::fs_harness::acl {

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::fs_harness {
 

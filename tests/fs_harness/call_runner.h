@@ -25,9 +25,9 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
-#include "fs/filesystem.h"
-#include "fs/reply.h"
+#include "zest/result.h"
+#include "zest/fs/filesystem.h"
+#include "zest/fs/reply.h"
 #include "tests/fs_harness/call.h"
 #include "tests/fs_harness/recording_sink.h"
 

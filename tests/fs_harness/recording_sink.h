@@ -21,8 +21,8 @@
 #include <string_view>
 #include <thread>
 
-#include "fs/filesystem.h"
-#include "fs/reply.h"
+#include "zest/fs/filesystem.h"
+#include "zest/fs/reply.h"
 #include "tests/fs_harness/call.h"
 
 namespace zest::fs_harness {

@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "fs/atime.h"
+#include "zest/fs/atime.h"
 #include "tests/pmfs/harness.h"
 
 namespace zest::pmfs::test {

@@ -1,4 +1,4 @@
-// pmfs as a fs::LayoutProvider (fs/layout.h, docs/layouts.md): map for
+// pmfs as a fs::LayoutProvider (zest/fs/layout.h, docs/layouts.md): map for
 // reading and writing, data stored straight into the pool as a
 // direct-access client would, commit, the generation rules, what persists,
 // and a clean fsck after each test.

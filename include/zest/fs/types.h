@@ -20,7 +20,7 @@ struct Context {
   uint32_t pid = 0;
   // mknod, mkdir, create and tmpfile: the caller's umask (0 in every other
   // call). A file system with Capabilities::posix_acl applies it itself,
-  // unless the parent directory has a default ACL (fs/posix_acl.h,
+  // unless the parent directory has a default ACL (zest/fs/posix_acl.h,
   // acl_inherit); for the others the kernel applied it already and applying
   // it again changes nothing.
   uint32_t umask = 0;
@@ -143,7 +143,7 @@ struct Capabilities {
   uint32_t splice_min = 32 * 1024;
   // The file system stores POSIX ACLs as the xattrs system.posix_acl_access
   // and system.posix_acl_default and keeps them consistent with the mode
-  // (fs/posix_acl.h). The kernel then checks permissions against them
+  // (zest/fs/posix_acl.h). The kernel then checks permissions against them
   // (FUSE_POSIX_ACL, which also turns on default_permissions), leaves the
   // umask to the file system (FUSE_DONT_MASK; Context::umask) and says when
   // an ACL change must clear S_ISGID (FUSE_SETXATTR_EXT, kXattrAclKillSgid).

@@ -11,10 +11,10 @@
 #include <span>
 #include <string_view>
 
-#include "base/result.h"
-#include "fs/posix_acl.h"
-#include "fs/reply.h"
-#include "fs/types.h"
+#include "zest/result.h"
+#include "zest/fs/posix_acl.h"
+#include "zest/fs/reply.h"
+#include "zest/fs/types.h"
 
 namespace zest::fs {
 
@@ -22,7 +22,7 @@ inline constexpr size_t kXattrNameMax = 255;      // XATTR_NAME_MAX
 inline constexpr size_t kXattrSizeMax = 1 << 16;  // XATTR_SIZE_MAX
 
 // PosixAcl: system.posix_acl_access and system.posix_acl_default, which a
-// file system stores through fs/posix_acl.h (other system.* names are not
+// file system stores through zest/fs/posix_acl.h (other system.* names are not
 // supported).
 enum class XattrNs { User, Trusted, Security, PosixAcl };
 

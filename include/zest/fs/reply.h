@@ -23,7 +23,7 @@
 #include <string_view>
 #include <utility>
 
-#include "fs/types.h"
+#include "zest/fs/types.h"
 
 namespace zest::fs {
 

@@ -22,8 +22,8 @@
 #include <span>
 #include <vector>
 
-#include "base/result.h"
-#include "fs/types.h"
+#include "zest/result.h"
+#include "zest/fs/types.h"
 
 namespace zest::fs {
 

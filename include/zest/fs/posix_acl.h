@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "zest/result.h"
 
 namespace zest::fs {
 

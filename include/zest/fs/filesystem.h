@@ -3,7 +3,7 @@
 // Inode based, one virtual method per operation. Every method has a default
 // that answers ENOSYS, so a plugin implements what it supports. Each call
 // gets a reply object that must be completed exactly once, now or later from
-// any thread (see fs/reply.h).
+// any thread (see zest/fs/reply.h).
 //
 // Inode references: the server counts the references the kernel holds (each
 // successful EntryReply/CreateReply and each readdirplus entry adds one,
@@ -28,9 +28,9 @@
 #include <span>
 #include <string_view>
 
-#include "fs/layout.h"
-#include "fs/reply.h"
-#include "fs/types.h"
+#include "zest/fs/layout.h"
+#include "zest/fs/reply.h"
+#include "zest/fs/types.h"
 
 namespace zest::fs {
 
@@ -57,7 +57,7 @@ class FileSystem {
   // The kernel holds no more references to `ino` (see top of file); a
   // reference may have been handed out again since, so check referenced().
   virtual void forget(Ino /*ino*/) {}
-  // The file system's block map for direct access (fs/layout.h), or
+  // The file system's block map for direct access (zest/fs/layout.h), or
   // nullptr (the default): layouts are not supported (ENOTSUP). The
   // provider lives as long as the file system.
   virtual LayoutProvider* layouts() { return nullptr; }
