@@ -36,14 +36,14 @@ int set_acl(const fs::Context& ctx, Inode& i, fs::AclType type,
   if (!c) return c.error().value;
   i.mode = c->mode;
   store(i, xattr_name(type), std::move(c->value));
-  i.touch_ctime();
+  i.touch(fs::TimeOp::Xattr);
   return 0;
 }
 
 int remove_acl(const fs::Context& ctx, Inode& i, fs::AclType type) {
   if (int err = fs::acl_permission(ctx, i.uid, true)) return err;
   store(i, xattr_name(type), {});
-  i.touch_ctime();
+  i.touch(fs::TimeOp::Xattr);
   return 0;
 }
 

@@ -30,28 +30,17 @@ void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
   if (!i) return r.error(ENOENT);
   std::unique_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
-  const timespec t = now();
-  // ctime moves on every setattr (chown(f, -1, -1) arrives with no fields
-  // and still marks it), except truncate(2) to the size the file already
-  // has when the file holds no pages, which changes nothing on tmpfs
-  // (shmem_setattr; with pages, shmem_truncate_range stamps the times). ftruncate(2) and
-  // O_TRUNC come with a file handle and always mark mtime and ctime, as the
-  // VFS passes ATTR_MTIME|ATTR_CTIME for them.
-  bool changed = (s.valid & ~(A::kSize | A::kKillSuidGid)) != 0 ||
-                 !(s.valid & A::kSize);
+  // Times and set-id bits as tmpfs (zest/fs/posix_rules.h: truncate_stamps,
+  // setattr_kills_suid, setattr_times).
+  bool truncated = false;
   if (s.valid & A::kSize) {
     if (!i->is_reg()) return r.error(i->is_dir() ? EISDIR : EINVAL);
     if (s.size > kMaxFileSize) return r.error(EFBIG);
     const bool resized = s.size != i->file->size();
-    // tmpfs truncates the page range whenever the file holds pages, and
-    // shmem_truncate_range stamps mtime and ctime even at the same size.
     const bool had_pages = i->file->allocated_pages() != 0;
     Status st = i->file->truncate(s.size);
     if (!st) return r.error(st.error().value);
-    if (resized || had_pages || s.has_fh) {
-      i->mtime = t;
-      changed = true;
-    }
+    truncated = fs::truncate_stamps(s, resized, had_pages);
   }
   if (s.valid & A::kMode) {
     i->mode = i->type | (s.mode & 07777);
@@ -59,25 +48,11 @@ void MemFs::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s,
   }
   if (s.valid & A::kUid) i->uid = s.uid;
   if (s.valid & A::kGid) i->gid = s.gid;
-  // chown of a non-directory drops set-id bits (chown_common), as does a
-  // truncation the kernel marks so.
-  // chown(2) of a non-directory drops set-id bits, also chown(f, -1, -1).
-  // With FUSE_HANDLE_KILLPRIV_V2 the kernel sends that one, and the
-  // privilege drop before a write by a caller without CAP_FSETID, as a
-  // SETATTR that changes nothing (valid 0), leaving the bits to us.
-  const bool chown_like = (s.valid & (A::kUid | A::kGid)) || s.valid == 0;
-  if ((chown_like && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
-    if (i->kill_suid_sgid()) changed = true;
-  }
-  if (s.valid & A::kAtime) i->atime = s.atime;
-  if (s.valid & A::kAtimeNow) i->atime = t;
-  if (s.valid & A::kMtime) i->mtime = s.mtime;
-  if (s.valid & A::kMtimeNow) i->mtime = t;
-  if (s.valid & A::kCtime) {
-    i->ctime = s.ctime;
-  } else if (changed) {
-    i->ctime = t;
-  }
+  const bool killed = fs::setattr_kills_suid(s, i->mode) && i->kill_suid_sgid();
+  const fs::SetAttrTimes times = fs::setattr_times(s, truncated, killed, now());
+  if (times.atime) i->atime = *times.atime;
+  if (times.mtime) i->mtime = *times.mtime;
+  if (times.ctime) i->ctime = *times.ctime;
   r.ok(i->attr(), opts_.attr_timeout);
 }
 
@@ -150,7 +125,7 @@ void MemFs::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view name,
   } else {
     it->second.assign(value.begin(), value.end());
   }
-  i->touch_ctime();
+  i->touch(fs::TimeOp::Xattr);
   r.ok();
 }
 
@@ -192,7 +167,7 @@ void MemFs::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
   auto it = i->xattrs.find(name);
   if (it == i->xattrs.end()) return r.error(ENODATA);
   i->xattrs.erase(it);
-  i->touch_ctime();
+  i->touch(fs::TimeOp::Xattr);
   r.ok();
 }
 

@@ -12,10 +12,6 @@
 namespace zest::memfs {
 namespace {
 
-// Write flag from the server: FUSE_WRITE_KILL_SUIDGID (the caller lacks
-// CAP_FSETID, so a write must drop set-id bits).
-constexpr uint32_t kWriteKillSuidGid = 1;
-
 int not_regular(const Inode& i) { return i.is_dir() ? EISDIR : EINVAL; }
 
 // O_TRUNC: an unprivileged truncation drops set-id bits, as the kernel's
@@ -23,8 +19,8 @@ int not_regular(const Inode& i) { return i.is_dir() ? EISDIR : EINVAL; }
 void truncate_on_open(const fs::Context& ctx, Inode& i, uint32_t flags) {
   if (!(flags & O_TRUNC) || !i.is_reg()) return;
   (void)i.file->truncate(0);  // shrinking cannot fail
-  i.touch_mtime_ctime();
-  if (ctx.uid != 0) i.kill_suid_sgid();
+  i.touch(fs::TimeOp::Truncate);
+  if (fs::open_trunc_kills_suid(ctx)) i.kill_suid_sgid();
 }
 
 }  // namespace
@@ -167,8 +163,8 @@ void MemFs::do_write(fs::Ino ino, uint64_t offset, std::span<const std::byte> da
   Result<size_t> n = i->file->write(offset, data);
   if (!n) return r.error(n.error().value);
   if (*n > 0) {
-    i->touch_mtime_ctime();
-    if (flags & kWriteKillSuidGid) i->kill_suid_sgid();
+    i->touch(fs::TimeOp::Write);
+    if (fs::write_kills_suid(flags)) i->kill_suid_sgid();
   }
   r.ok(*n);
 }
@@ -197,7 +193,7 @@ void MemFs::fallocate(const fs::Context&, fs::Ino ino, uint64_t, uint32_t mode,
                     : i->file->allocate(offset, length, keep);
     if (!s) return r.error(s.error().value);
   }
-  i->touch_mtime_ctime();  // tmpfs: every successful mode changes both
+  i->touch(fs::TimeOp::Fallocate);  // tmpfs: every successful mode
   r.ok();
 }
 
@@ -234,7 +230,7 @@ void MemFs::copy_file_range(const fs::Context&, fs::Ino ino_in, uint64_t,
     const uint64_t count = off_in >= size ? 0 : std::min(len, size - off_in);
     if (off_out + count > off_in && off_out < off_in + count) return r.error(EINVAL);
     n = out->file->copy_from(*in->file, off_in, off_out, len);
-    if (n && *n > 0) out->touch_mtime_ctime();
+    if (n && *n > 0) out->touch(fs::TimeOp::Write);
   } else {
     // Two inodes: in increasing inode number (lock order step 2).
     std::shared_lock<std::shared_mutex> lin(in->mu, std::defer_lock);
@@ -247,7 +243,7 @@ void MemFs::copy_file_range(const fs::Context&, fs::Ino ino_in, uint64_t,
       lin.lock();
     }
     n = out->file->copy_from(*in->file, off_in, off_out, len);
-    if (n && *n > 0) out->touch_mtime_ctime();
+    if (n && *n > 0) out->touch(fs::TimeOp::Write);
   }
   if (!n) return r.error(n.error().value);
   r.ok(*n);

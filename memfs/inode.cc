@@ -47,10 +47,9 @@ fs::Attr Inode::attr() const {
 }
 
 bool Inode::kill_suid_sgid() {
-  uint32_t kill = mode & S_ISUID;
-  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
-  if (!kill) return false;
-  mode &= ~kill;
+  const uint32_t m = fs::kill_suid_sgid(mode);
+  if (m == mode) return false;
+  mode = m;
   return true;
 }
 

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "zest/fs/posix_rules.h"
 #include "zest/fs/types.h"
 #include "memfs/directory.h"
 #include "memfs/file_data.h"
@@ -51,11 +52,12 @@ struct Inode {
 
   // The stat(2) view. Caller holds mu (shared is enough).
   fs::Attr attr() const;
-  // Sets ctime (and mtime) to now. Caller holds mu exclusively.
-  void touch_ctime() { ctime = now(); }
-  void touch_mtime_ctime() { mtime = ctime = now(); }
-  // Clears S_ISUID, and S_ISGID when group-executable, as the kernel does on
-  // write/truncate by an unprivileged caller and on chown (should_remove_suid).
+  // Sets the times `c` names to `t`; touch(op): what `op` changes in the
+  // inode, to now (zest/fs/posix_rules.h, times_for). Caller holds mu
+  // exclusively.
+  void stamp(fs::TimeChanges c, const timespec& t) { fs::stamp(c, t, &atime, &mtime, &ctime); }
+  void touch(fs::TimeOp op) { stamp(fs::times_for(op).inode, now()); }
+  // Clears S_ISUID, and S_ISGID when group-executable (fs::kill_suid_sgid).
   // Returns true when the mode changed.
   bool kill_suid_sgid();
 

@@ -109,11 +109,8 @@ void MemFs::maybe_free(Inode& i) {
 
 void MemFs::init_owner(const fs::Context& ctx, const Inode& parent, Inode& i) {
   i.uid = ctx.uid;
-  i.gid = ctx.gid;
-  if (parent.mode & S_ISGID) {  // setgid directory: BSD group semantics
-    i.gid = parent.gid;
-    if (i.is_dir()) i.mode |= S_ISGID;
-  }
+  i.gid = fs::new_inode_gid(ctx, parent.mode, parent.gid);  // setgid directories
+  i.mode = fs::inherit_mode(i.mode, parent.mode);
   inherit_acls(ctx, parent, i);  // the umask, or the parent's default ACL
 }
 
@@ -136,7 +133,7 @@ void MemFs::lookup(const fs::Context&, fs::Ino parent, std::string_view name,
 }
 
 void MemFs::do_lookup(fs::Ino parent, std::string_view name, fs::EntryReply r) {
-  if (name.size() > 255) return r.error(ENAMETOOLONG);
+  if (name.size() > fs::kNameMax) return r.error(ENAMETOOLONG);
   InodePtr p = get(parent);
   if (!p) return r.error(ENOENT);
   InodePtr child;

@@ -1,33 +1,18 @@
 // MemFs name operations: creating, linking, removing and renaming entries.
-#include <linux/fs.h>  // RENAME_NOREPLACE, RENAME_EXCHANGE
-
+// The rules for names, victims and times are zest/fs/posix_rules.h's.
 #include <mutex>
 #include <shared_mutex>
 
+#include "zest/fs/posix_rules.h"
 #include "memfs/mem_fs.h"
 
 namespace zest::memfs {
-namespace {
-
-// 0, or the errno for a name no entry may have. "." and ".." are left to
-// the caller, whose errno for them differs by operation.
-int check_name(std::string_view name) {
-  if (name.empty()) return ENOENT;
-  if (name.size() > 255) return ENAMETOOLONG;
-  if (name.find('/') != std::string_view::npos) return EINVAL;
-  return 0;
-}
-
-bool is_dot(std::string_view name) { return name == "." || name == ".."; }
-
-}  // namespace
 
 Result<InodePtr> MemFs::make_node(const fs::Context& ctx, fs::Ino parent,
                                   std::string_view name, uint32_t mode,
                                   uint32_t rdev, std::string_view target,
                                   bool opened, fs::Entry* entry) {
-  if (int err = check_name(name)) return Errno(err);
-  if (is_dot(name)) return Errno(EEXIST);
+  if (int err = fs::check_new_name(name)) return Errno(err);
   InodePtr p = get(parent);
   if (!p) return Errno(ENOENT);
   if (!p->is_dir()) return Errno(ENOTDIR);
@@ -49,45 +34,32 @@ Result<InodePtr> MemFs::make_node(const fs::Context& ctx, fs::Ino parent,
   init_owner(ctx, *p, *i);
   if (i->is_dir()) i->parent = p->ino;
   const timespec t = now();
-  i->atime = i->mtime = i->ctime = t;
+  constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Create);
+  i->stamp(kTimes.inode, t);
   // Not visible yet: no lock needed to read it.
   *entry = entry_of(*i);
   if (!p->dir->insert(name, i)) return Errno(EEXIST);
   if (i->is_dir()) ++p->nlink;
-  p->mtime = p->ctime = t;
+  p->stamp(kTimes.dir, t);
   table_.insert(i);
   return i;
 }
 
 void MemFs::mknod(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                   uint32_t mode, uint32_t rdev, fs::EntryReply r) {
-  switch (mode & S_IFMT) {
-    case 0:
-      mode |= S_IFREG;
-      break;
-    case S_IFREG:
-    case S_IFCHR:
-    case S_IFBLK:
-    case S_IFIFO:
-    case S_IFSOCK:
-      break;
-    case S_IFDIR:
-      return r.error(EPERM);
-    default:
-      return r.error(EINVAL);
-  }
+  Result<uint32_t> m = fs::mknod_mode(mode);
+  if (!m) return r.error(m.error().value);
   fs::Entry e;
-  auto res = make_node(ctx, parent, name, mode & (S_IFMT | 07777), rdev, {}, false, &e);
+  auto res = make_node(ctx, parent, name, *m, rdev, {}, false, &e);
   if (!res) return r.error(res.error().value);
   r.ok(e);
 }
 
 void MemFs::mkdir(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                   uint32_t mode, fs::EntryReply r) {
-  // As vfs_mkdir: no set-id bits from the caller; S_ISGID only by
-  // inheritance (init_owner).
+  // S_ISGID only by inheritance (init_owner).
   fs::Entry e;
-  auto res = make_node(ctx, parent, name, S_IFDIR | (mode & 01777), 0, {}, false, &e);
+  auto res = make_node(ctx, parent, name, fs::mkdir_mode(mode), 0, {}, false, &e);
   if (!res) return r.error(res.error().value);
   r.ok(e);
 }
@@ -104,8 +76,7 @@ void MemFs::symlink(const fs::Context& ctx, std::string_view target,
 
 void MemFs::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
                  std::string_view newname, fs::EntryReply r) {
-  if (int err = check_name(newname)) return r.error(err);
-  if (is_dot(newname)) return r.error(EEXIST);
+  if (int err = fs::check_new_name(newname)) return r.error(err);
   InodePtr i = get(ino);
   InodePtr p = get(newparent);
   if (!i || !p) return r.error(ENOENT);
@@ -118,15 +89,14 @@ void MemFs::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
   if (!p->dir->insert(newname, i)) return r.error(EEXIST);
   ++i->nlink;
   const timespec t = now();
-  i->ctime = t;
-  p->mtime = p->ctime = t;
+  constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Link);
+  i->stamp(kTimes.inode, t);
+  p->stamp(kTimes.dir, t);
   r.ok(entry_of(*i));
 }
 
 int MemFs::remove(fs::Ino parent, std::string_view name, bool want_dir) {
-  if (int err = check_name(name)) return err;
-  if (name == ".") return want_dir ? EINVAL : EISDIR;
-  if (name == "..") return want_dir ? ENOTEMPTY : EISDIR;
+  if (int err = fs::check_remove_name(name, want_dir)) return err;
   InodePtr p = get(parent);
   if (!p) return ENOENT;
   if (!p->is_dir()) return ENOTDIR;
@@ -141,9 +111,9 @@ int MemFs::remove(fs::Ino parent, std::string_view name, bool want_dir) {
     InodeLocks locks(p.get(), c.get());
     const InodePtr* found = p->dir->find(name);
     if (!found || *found != c) continue;  // changed while unlocked
-    if (want_dir && !c->is_dir()) return ENOTDIR;
-    if (!want_dir && c->is_dir()) return EISDIR;
-    if (want_dir && !c->dir->empty()) return ENOTEMPTY;
+    if (int err = fs::check_victim(want_dir, c->is_dir(), c->is_dir() && c->dir->empty())) {
+      return err;
+    }
     p->dir->erase(name);
     const timespec t = now();
     if (c->is_dir()) {
@@ -152,8 +122,9 @@ int MemFs::remove(fs::Ino parent, std::string_view name, bool want_dir) {
     } else {
       --c->nlink;
     }
-    c->ctime = t;
-    p->mtime = p->ctime = t;
+    constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Remove);
+    c->stamp(kTimes.inode, t);
+    p->stamp(kTimes.dir, t);
     maybe_free(*c);
     return 0;
   }
@@ -194,12 +165,8 @@ void MemFs::rename(const fs::Context&, fs::Ino parent, std::string_view name,
 
 int MemFs::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
                      std::string_view newname, uint32_t flags) {
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
+  if (int err = fs::check_rename_request(flags, name, newname)) return err;
   const bool exchange = flags & RENAME_EXCHANGE;
-  if (exchange && (flags & RENAME_NOREPLACE)) return EINVAL;
-  if (int err = check_name(name)) return err;
-  if (int err = check_name(newname)) return err;
-  if (is_dot(name) || is_dot(newname)) return EBUSY;
   InodePtr p1 = get(parent);
   InodePtr p2 = get(newparent);
   if (!p1 || !p2) return ENOENT;
@@ -229,14 +196,18 @@ int MemFs::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
     if (!s || *s != src || (d ? *d : nullptr) != dst) continue;  // raced
     if (p2->nlink == 0) return ENOENT;
     if (src == dst) return 0;  // two names of one inode: nothing to do
-    if (dst && (flags & RENAME_NOREPLACE)) return EEXIST;
-
-    if (p1 != p2) {
-      // A directory may not move into its own subtree.
-      if (src->is_dir() && is_within(*src, p2->ino)) return EINVAL;
-      if (exchange && dst->is_dir() && is_within(*dst, p1->ino)) return EINVAL;
-    }
+    fs::RenameFacts facts;
+    facts.flags = flags;
+    facts.src_is_dir = src->is_dir();
+    facts.dst_exists = dst != nullptr;
+    facts.dst_is_dir = dst && dst->is_dir();
+    facts.dst_empty = facts.dst_is_dir && dst->dir->empty();
+    // A directory may not move into its own subtree.
+    facts.src_into_itself = p1 != p2 && src->is_dir() && is_within(*src, p2->ino);
+    facts.dst_into_itself = p1 != p2 && exchange && dst->is_dir() && is_within(*dst, p1->ino);
+    if (int err = fs::check_rename(facts)) return err;
     const timespec t = now();
+    constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Rename);
     if (exchange) {
       p1->dir->replace(name, dst);
       p2->dir->replace(newname, src);
@@ -252,12 +223,10 @@ int MemFs::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
           ++p1->nlink;
         }
       }
-      src->ctime = dst->ctime = t;
+      src->stamp(kTimes.inode, t);
+      dst->stamp(kTimes.inode, t);
     } else {
       if (dst) {
-        if (src->is_dir() && !dst->is_dir()) return ENOTDIR;
-        if (!src->is_dir() && dst->is_dir()) return EISDIR;
-        if (dst->is_dir() && !dst->dir->empty()) return ENOTEMPTY;
         p1->dir->erase(name);
         p2->dir->replace(newname, src);
         if (dst->is_dir()) {
@@ -266,7 +235,7 @@ int MemFs::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
         } else {
           --dst->nlink;
         }
-        dst->ctime = t;
+        dst->stamp(kTimes.inode, t);
       } else {
         p1->dir->erase(name);
         p2->dir->insert(newname, src);
@@ -276,11 +245,11 @@ int MemFs::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
         --p1->nlink;
         ++p2->nlink;
       }
-      src->ctime = t;
+      src->stamp(kTimes.inode, t);
       if (dst) maybe_free(*dst);
     }
-    p1->mtime = p1->ctime = t;
-    p2->mtime = p2->ctime = t;
+    p1->stamp(kTimes.dir, t);
+    p2->stamp(kTimes.dir, t);
     return 0;
   }
 }
