@@ -19,11 +19,6 @@ std::string_view xattr_name(fs::AclType type) {
                                      : fs::kAclDefaultXattr;
 }
 
-void set_ctime(DiskInode& d, const timespec& t) {
-  d.ctime_sec = t.tv_sec;
-  d.ctime_nsec = static_cast<uint32_t>(t.tv_nsec);
-}
-
 }  // namespace
 
 int PmFsImpl::set_acl(const fs::Context& ctx, Inode& i, fs::AclType type,
@@ -44,7 +39,7 @@ int PmFsImpl::set_acl(const fs::Context& ctx, Inode& i, fs::AclType type,
   } else if (i.xattrs.find(name) != i.xattrs.end()) {
     c = stage_xattr_remove(i, nd, name, tx);  // now equivalent to the mode
   }
-  set_ctime(nd, now_ts());
+  stamp(nd, fs::times_for(fs::TimeOp::Xattr).inode, now_ts());
   put_inode(tx, i.ino, nd);
   if (Status s = commit(tx); !s) {
     if (c) undo_xattr(i, *c);
@@ -64,7 +59,7 @@ int PmFsImpl::remove_acl(const fs::Context& ctx, Inode& i, fs::AclType type) {
   // Removing an ACL the inode does not have succeeds, as on tmpfs.
   if (i.xattrs.find(name) != i.xattrs.end())
     c = stage_xattr_remove(i, nd, name, tx);
-  set_ctime(nd, now_ts());
+  stamp(nd, fs::times_for(fs::TimeOp::Xattr).inode, now_ts());
   put_inode(tx, i.ino, nd);
   if (Status s = commit(tx); !s) return s.error().value;
   if (c) apply_xattr(i, *c);

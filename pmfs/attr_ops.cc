@@ -31,13 +31,6 @@ void set_ts(int64_t* sec, uint32_t* nsec, const timespec& t) {
   *nsec = static_cast<uint32_t>(t.tv_nsec);
 }
 
-bool kill_suid(DiskInode& d) {
-  uint32_t kill = d.mode & S_ISUID;
-  if ((d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
-  d.mode &= ~kill;
-  return kill != 0;
-}
-
 }  // namespace
 
 void PmFsImpl::note_access(Inode& i, uint64_t fh) {
@@ -88,42 +81,30 @@ void PmFsImpl::setattr(const fs::Context&, fs::Ino ino, const fs::SetAttr& s, fs
   if (!writable()) return r.error(EROFS);
   std::unique_lock lock(i->mu);
   if (i->freed) return r.error(ENOENT);
-  const timespec t = now_ts();
   DiskInode nd = i->d;
-  // As memfs/tmpfs: ctime moves on every setattr except truncate(2) to the
-  // same size of a file holding no blocks; ftruncate/O_TRUNC (with a file
-  // handle) always mark mtime and ctime.
-  bool changed = (s.valid & ~(A::kSize | A::kKillSuidGid)) != 0 || !(s.valid & A::kSize);
+  // Times and set-id bits as memfs and tmpfs (zest/fs/posix_rules.h:
+  // truncate_stamps, setattr_kills_suid, setattr_times).
+  bool truncated = false;
   if (s.valid & A::kSize) {
     if (!i->is_reg()) return r.error(i->is_dir() ? EISDIR : EINVAL);
     if (s.size > kMaxFileSize) return r.error(EFBIG);
     const bool resized = s.size != i->d.size;
     const bool had_blocks = i->d.blocks != 0;
-    if (resized || had_blocks || s.has_fh) {
-      set_ts(&nd.mtime_sec, &nd.mtime_nsec, t);
-      changed = true;
-    }
+    truncated = fs::truncate_stamps(s, resized, had_blocks);
   }
   if (s.valid & A::kMode) nd.mode = i->type | (s.mode & 07777);
   if (s.valid & A::kUid) nd.uid = s.uid;
   if (s.valid & A::kGid) nd.gid = s.gid;
-  // chown(2) of a non-directory drops set-id bits, also chown(f, -1, -1).
-  // With FUSE_HANDLE_KILLPRIV_V2 the kernel sends that one, and the
-  // privilege drop before a write by a caller without CAP_FSETID, as a
-  // SETATTR that changes nothing (valid 0), leaving the bits to us.
-  const bool chown_like = (s.valid & (A::kUid | A::kGid)) || s.valid == 0;
-  if ((chown_like && !i->is_dir()) || (s.valid & A::kKillSuidGid)) {
-    if (kill_suid(nd)) changed = true;
+  bool killed = false;
+  if (fs::setattr_kills_suid(s, nd.mode)) {
+    const uint32_t m = fs::kill_suid_sgid(nd.mode);
+    killed = m != nd.mode;
+    nd.mode = m;
   }
-  if (s.valid & A::kAtime) set_ts(&nd.atime_sec, &nd.atime_nsec, s.atime);
-  if (s.valid & A::kAtimeNow) set_ts(&nd.atime_sec, &nd.atime_nsec, t);
-  if (s.valid & A::kMtime) set_ts(&nd.mtime_sec, &nd.mtime_nsec, s.mtime);
-  if (s.valid & A::kMtimeNow) set_ts(&nd.mtime_sec, &nd.mtime_nsec, t);
-  if (s.valid & A::kCtime) {
-    set_ts(&nd.ctime_sec, &nd.ctime_nsec, s.ctime);
-  } else if (changed) {
-    set_ts(&nd.ctime_sec, &nd.ctime_nsec, t);
-  }
+  const fs::SetAttrTimes times = fs::setattr_times(s, truncated, killed, now_ts());
+  if (times.atime) set_ts(&nd.atime_sec, &nd.atime_nsec, *times.atime);
+  if (times.mtime) set_ts(&nd.mtime_sec, &nd.mtime_nsec, *times.mtime);
+  if (times.ctime) set_ts(&nd.ctime_sec, &nd.ctime_nsec, *times.ctime);
   // chmod rewrites the access ACL, if any, in the same transaction (acl.cc).
   if (s.valid & A::kSize) {
     // The kernel never sends a mode with a size (FUSE_HANDLE_KILLPRIV_V2);
@@ -243,7 +224,7 @@ void PmFsImpl::setxattr(const fs::Context& ctx, fs::Ino ino, std::string_view na
   DiskInode nd = i->d;
   Result<XattrChange> c = stage_xattr_set(*i, nd, name, value, tx);
   if (!c) return r.error(c.error().value);
-  set_ts(&nd.ctime_sec, &nd.ctime_nsec, now_ts());
+  stamp(nd, fs::times_for(fs::TimeOp::Xattr).inode, now_ts());
   put_inode(tx, i->ino, nd);
   if (Status s = commit(tx); !s) {
     undo_xattr(*i, *c);
@@ -298,7 +279,7 @@ void PmFsImpl::removexattr(const fs::Context& ctx, fs::Ino ino, std::string_view
   Transaction& tx = Transaction::local();
   DiskInode nd = i->d;
   const XattrChange c = stage_xattr_remove(*i, nd, name, tx);
-  set_ts(&nd.ctime_sec, &nd.ctime_nsec, now_ts());
+  stamp(nd, fs::times_for(fs::TimeOp::Xattr).inode, now_ts());
   put_inode(tx, i->ino, nd);
   if (Status s = commit(tx); !s) return r.error(s.error().value);
   apply_xattr(*i, c);

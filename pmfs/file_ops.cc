@@ -36,8 +36,6 @@ const std::byte* zero_area();
 
 namespace {
 
-// FUSE_WRITE_KILL_SUIDGID from the server.
-constexpr uint32_t kWriteKillSuidGid = 1;
 // Blocks one fallocate/zero/punch transaction covers at most when the
 // whole range does not fit one transaction (do_fallocate).
 constexpr uint64_t kWindowBlocks = 256;
@@ -46,16 +44,11 @@ constexpr uint64_t kJournalDataMax = 16 * 1024;
 
 int not_regular(const Inode& i) { return i.is_dir() ? EISDIR : EINVAL; }
 
-void set_mc(DiskInode& d, const timespec& t) {
-  d.mtime_sec = d.ctime_sec = t.tv_sec;
-  d.mtime_nsec = d.ctime_nsec = static_cast<uint32_t>(t.tv_nsec);
-}
-
-bool kill_suid(DiskInode& d) {
-  uint32_t kill = d.mode & S_ISUID;
-  if ((d.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
-  d.mode &= ~kill;
-  return kill != 0;
+// Data changed: mtime and ctime, and with `kill` the set-id bits
+// (zest/fs/posix_rules.h).
+void stamp_data_change(DiskInode& d, fs::TimeOp op, bool kill) {
+  stamp(d, fs::times_for(op).inode, now_ts());
+  if (kill) d.mode = fs::kill_suid_sgid(d.mode);
 }
 
 struct Scratch {
@@ -98,8 +91,7 @@ void PmFsImpl::open(const fs::Context& ctx, fs::Ino ino, uint32_t flags, fs::Ope
   if ((flags & O_TRUNC) && i->is_reg()) {
     if (!writable()) return r.error(EROFS);
     DiskInode extra = i->d;
-    set_mc(extra, now_ts());
-    if (ctx.uid != 0) kill_suid(extra);
+    stamp_data_change(extra, fs::TimeOp::Truncate, fs::open_trunc_kills_suid(ctx));
     if (Status s = truncate_locked(*i, 0, extra); !s) return r.error(s.error().value);
   }
   fs::OpenInfo o = open_info(flags, i.get());
@@ -224,8 +216,7 @@ std::optional<Result<size_t>> PmFsImpl::overwrite_journaled(Inode& i, uint64_t o
   }
   DiskInode nd = i.d;
   nd.size = std::max<uint64_t>(nd.size, end);
-  set_mc(nd, now_ts());
-  if (kill) kill_suid(nd);
+  stamp_data_change(nd, fs::TimeOp::Write, kill);
   put_inode(tx, i.ino, nd);
   if (!journal_->fits(tx)) return std::nullopt;
   if (Status st = commit(tx); !st) return Result<size_t>(st.error());
@@ -343,8 +334,7 @@ Result<size_t> PmFsImpl::write_locked(Inode& i, uint64_t off, std::span<const st
     nd.size = std::max<uint64_t>(nd.size, off + len);
     nd.blocks = static_cast<uint64_t>(static_cast<int64_t>(nd.blocks) + e.blocks_delta);
     nd.extent_head = e.new_head;
-    set_mc(nd, now_ts());
-    if (kill) kill_suid(nd);
+    stamp_data_change(nd, fs::TimeOp::Write, kill);
     put_inode(tx, i.ino, nd);
     st = commit(tx);
   }
@@ -367,7 +357,7 @@ void PmFsImpl::write(const fs::Context&, fs::Ino ino, uint64_t, uint64_t offset,
   if (i->freed) return r.error(ENOENT);
   size_t done = 0;
   while (done < data.size()) {  // FUSE sends at most 1 MiB: one pass
-    auto n = write_locked(*i, offset + done, data.subspan(done), flags & kWriteKillSuidGid);
+    auto n = write_locked(*i, offset + done, data.subspan(done), fs::write_kills_suid(flags));
     if (!n) {
       if (done == 0) return r.error(n.error().value);
       break;
@@ -609,7 +599,7 @@ Status PmFsImpl::fill_window(Inode& i, uint64_t a, uint64_t b, Fill mode, uint64
     nd.blocks = static_cast<uint64_t>(static_cast<int64_t>(nd.blocks) + ed.blocks_delta);
     nd.extent_head = ed.new_head;
     // tmpfs: every successful fallocate mode changes both.
-    if (mode != Fill::Reserve) set_mc(nd, now_ts());
+    if (mode != Fill::Reserve) stamp(nd, fs::times_for(fs::TimeOp::Fallocate).inode, now_ts());
     put_inode(tx, i.ino, nd);
     // E2BIG (internal): the transaction outgrew the journal; nothing
     // changed, the caller goes on in windows.

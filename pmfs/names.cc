@@ -1,9 +1,9 @@
 // PmFsImpl name operations: creating, linking, removing and renaming
 // entries. Each is one transaction holding every inode and entry it
-// touches.
+// touches. The rules for names, victims and times are
+// zest/fs/posix_rules.h's.
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/fs.h>  // RENAME_NOREPLACE, RENAME_EXCHANGE
 
 #include <cstring>
 #include <mutex>
@@ -15,27 +15,6 @@
 namespace zest::pmfs {
 namespace {
 
-int check_name(std::string_view name) {
-  if (name.empty()) return ENOENT;
-  if (name.size() > 255) return ENAMETOOLONG;
-  if (name.find('/') != std::string_view::npos) return EINVAL;
-  return 0;
-}
-
-bool is_dot(std::string_view name) { return name == "." || name == ".."; }
-
-void set_time(int64_t* sec, uint32_t* nsec, const timespec& t) {
-  *sec = t.tv_sec;
-  *nsec = static_cast<uint32_t>(t.tv_nsec);
-}
-
-void touch_mc(DiskInode& d, const timespec& t) {
-  set_time(&d.mtime_sec, &d.mtime_nsec, t);
-  set_time(&d.ctime_sec, &d.ctime_nsec, t);
-}
-
-void touch_c(DiskInode& d, const timespec& t) { set_time(&d.ctime_sec, &d.ctime_nsec, t); }
-
 constexpr std::byte kZeroEntry[kDirSlotSize * 5] = {};
 
 }  // namespace
@@ -45,10 +24,7 @@ DiskInode PmFsImpl::fresh_inode(uint64_t ino, uint32_t mode) const {
   d.generation = pool_.at<DiskInode>(inode_off(ino))->generation + 1;
   d.flags = kInodeInUse;
   d.mode = mode;
-  const timespec t = now_ts();
-  set_time(&d.atime_sec, &d.atime_nsec, t);
-  set_time(&d.mtime_sec, &d.mtime_nsec, t);
-  set_time(&d.ctime_sec, &d.ctime_nsec, t);
+  stamp(d, fs::times_for(fs::TimeOp::Create).inode, now_ts());
   return d;
 }
 
@@ -101,8 +77,7 @@ void PmFsImpl::stage_dirent_retarget(Inode& p, std::string_view name, const DirI
 
 int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                         const NewNode& n, fs::EntryReply* er, fs::CreateReply* cr) {
-  if (int err = check_name(name)) return err;
-  if (is_dot(name)) return EEXIST;
+  if (int err = fs::check_new_name(name)) return err;
   InodePtr p = get(parent);
   if (!p) return ENOENT;
   if (!p->is_dir()) return ENOTDIR;
@@ -117,11 +92,8 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
   auto i = std::make_shared<Inode>(ino, type);
   DiskInode d = fresh_inode(ino, n.mode);
   d.uid = ctx.uid;
-  d.gid = ctx.gid;
-  if (p->d.mode & S_ISGID) {  // setgid directory: BSD group semantics
-    d.gid = p->d.gid;
-    if (type == S_IFDIR) d.mode |= S_ISGID;
-  }
+  d.gid = fs::new_inode_gid(ctx, p->d.mode, p->d.gid);  // setgid directories
+  d.mode = fs::inherit_mode(d.mode, p->d.mode);
   d.nlink = type == S_IFDIR ? 2 : 1;
   if (type == S_IFCHR || type == S_IFBLK) d.rdev = n.rdev;
 
@@ -185,7 +157,7 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
   put_inode(tx, ino, d);
   DiskInode pd = p->d;
   const timespec t = {d.mtime_sec, static_cast<long>(d.mtime_nsec)};
-  touch_mc(pd, t);
+  stamp(pd, fs::times_for(fs::TimeOp::Create).dir, t);
   if (type == S_IFDIR) ++pd.nlink;
   uint64_t new_block = 0;
   auto de = stage_dirent(*p, pd, name, ino, static_cast<uint8_t>(type >> 12), tx, &new_block);
@@ -217,19 +189,10 @@ int PmFsImpl::make_node(const fs::Context& ctx, fs::Ino parent, std::string_view
 
 void PmFsImpl::mknod(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                      uint32_t mode, uint32_t rdev, fs::EntryReply r) {
-  switch (mode & S_IFMT) {
-    case 0:
-      mode |= S_IFREG;
-      break;
-    case S_IFREG: case S_IFCHR: case S_IFBLK: case S_IFIFO: case S_IFSOCK:
-      break;
-    case S_IFDIR:
-      return r.error(EPERM);
-    default:
-      return r.error(EINVAL);
-  }
+  Result<uint32_t> m = fs::mknod_mode(mode);
+  if (!m) return r.error(m.error().value);
   NewNode n;
-  n.mode = mode & (S_IFMT | 07777);
+  n.mode = *m;
   n.rdev = rdev;
   if (int err = make_node(ctx, parent, name, n, &r, nullptr)) r.error(err);
 }
@@ -237,7 +200,7 @@ void PmFsImpl::mknod(const fs::Context& ctx, fs::Ino parent, std::string_view na
 void PmFsImpl::mkdir(const fs::Context& ctx, fs::Ino parent, std::string_view name,
                      uint32_t mode, fs::EntryReply r) {
   NewNode n;
-  n.mode = S_IFDIR | (mode & 01777);  // as vfs_mkdir: S_ISGID only by inheritance
+  n.mode = fs::mkdir_mode(mode);  // S_ISGID only by inheritance (make_node)
   if (int err = make_node(ctx, parent, name, n, &r, nullptr)) r.error(err);
 }
 
@@ -258,7 +221,7 @@ void PmFsImpl::create(const fs::Context& ctx, fs::Ino parent, std::string_view n
   n.opened = true;
   const int err = make_node(ctx, parent, name, n, nullptr, &r);
   if (err == 0) return;
-  if (err == EEXIST && !(flags & O_EXCL) && !is_dot(name)) {
+  if (err == EEXIST && !(flags & O_EXCL) && !fs::is_dot_name(name)) {
     return open_existing(ctx, parent, name, flags, std::move(r));
   }
   r.error(err);
@@ -285,7 +248,7 @@ void PmFsImpl::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode, ui
   auto i = std::make_shared<Inode>(ino, S_IFREG);
   DiskInode d = fresh_inode(ino, S_IFREG | (mode & 07777));
   d.uid = ctx.uid;
-  d.gid = (pmode & S_ISGID) ? pgid : ctx.gid;
+  d.gid = fs::new_inode_gid(ctx, pmode, pgid);
   d.nlink = 0;  // an orphan until linked: the next mount frees it
   Transaction& tx = Transaction::local();
   NewAcls acls;
@@ -311,8 +274,7 @@ void PmFsImpl::tmpfile(const fs::Context& ctx, fs::Ino parent, uint32_t mode, ui
 
 void PmFsImpl::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
                     std::string_view newname, fs::EntryReply r) {
-  if (int err = check_name(newname)) return r.error(err);
-  if (is_dot(newname)) return r.error(EEXIST);
+  if (int err = fs::check_new_name(newname)) return r.error(err);
   InodePtr i = get(ino);
   InodePtr p = get(newparent);
   if (!i || !p) return r.error(ENOENT);
@@ -328,8 +290,9 @@ void PmFsImpl::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
   const timespec t = now_ts();
   DiskInode pd = p->d;
   DiskInode id = i->d;
-  touch_mc(pd, t);
-  touch_c(id, t);
+  constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Link);
+  stamp(pd, kTimes.dir, t);
+  stamp(id, kTimes.inode, t);
   ++id.nlink;
   uint64_t new_block = 0;
   auto de = stage_dirent(*p, pd, newname, i->ino, static_cast<uint8_t>(i->type >> 12), tx,
@@ -349,9 +312,7 @@ void PmFsImpl::link(const fs::Context&, fs::Ino ino, fs::Ino newparent,
 }
 
 int PmFsImpl::remove(fs::Ino parent, std::string_view name, bool want_dir) {
-  if (int err = check_name(name)) return err;
-  if (name == ".") return want_dir ? EINVAL : EISDIR;
-  if (name == "..") return want_dir ? ENOTEMPTY : EISDIR;
+  if (int err = fs::check_remove_name(name, want_dir)) return err;
   InodePtr p = get(parent);
   if (!p) return ENOENT;
   if (!p->is_dir()) return ENOTDIR;
@@ -372,9 +333,9 @@ int PmFsImpl::remove(fs::Ino parent, std::string_view name, bool want_dir) {
     InodeLocks locks(p.get(), c.get());
     const DirIndex::Entry* e = p->dir->find(name);
     if (!e || e->ino != cino) continue;  // changed while unlocked
-    if (want_dir && !c->is_dir()) return ENOTDIR;
-    if (!want_dir && c->is_dir()) return EISDIR;
-    if (want_dir && !c->dir->empty()) return ENOTEMPTY;
+    if (int err = fs::check_victim(want_dir, c->is_dir(), c->is_dir() && c->dir->empty())) {
+      return err;
+    }
     if (c->d.nlink == 0 || (c->is_dir() && p->d.nlink <= 2)) {
       log_error("pmfs: inode {} has a name but a link count of {}", cino, c->d.nlink);
       return EIO;
@@ -382,8 +343,9 @@ int PmFsImpl::remove(fs::Ino parent, std::string_view name, bool want_dir) {
     const timespec t = now_ts();
     Transaction& tx = Transaction::local();
     DiskInode pd = p->d, cd = c->d;
-    touch_mc(pd, t);
-    touch_c(cd, t);
+    constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Remove);
+    stamp(pd, kTimes.dir, t);
+    stamp(cd, kTimes.inode, t);
     if (c->is_dir()) {
       cd.nlink = 0;
       --pd.nlink;
@@ -437,12 +399,8 @@ void PmFsImpl::rename(const fs::Context&, fs::Ino parent, std::string_view name,
 
 int PmFsImpl::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent,
                         std::string_view newname, uint32_t flags) {
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
+  if (int err = fs::check_rename_request(flags, name, newname)) return err;
   const bool exchange = flags & RENAME_EXCHANGE;
-  if (exchange && (flags & RENAME_NOREPLACE)) return EINVAL;
-  if (int err = check_name(name)) return err;
-  if (int err = check_name(newname)) return err;
-  if (is_dot(name) || is_dot(newname)) return EBUSY;
   InodePtr p1 = get(parent);
   InodePtr p2 = get(newparent);
   if (!p1 || !p2) return ENOENT;
@@ -474,16 +432,16 @@ int PmFsImpl::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent
     if (!se || se->ino != sino || (de ? de->ino : 0) != dino) continue;  // raced
     if (p2->d.nlink == 0) return ENOENT;
     if (src == dst) return 0;  // two names of one inode: nothing to do
-    if (dst && (flags & RENAME_NOREPLACE)) return EEXIST;
-    if (p1 != p2) {
-      if (src->is_dir() && is_within(*src, p2->ino)) return EINVAL;
-      if (exchange && dst->is_dir() && is_within(*dst, p1->ino)) return EINVAL;
-    }
-    if (!exchange && dst) {
-      if (src->is_dir() && !dst->is_dir()) return ENOTDIR;
-      if (!src->is_dir() && dst->is_dir()) return EISDIR;
-      if (dst->is_dir() && !dst->dir->empty()) return ENOTEMPTY;
-    }
+    fs::RenameFacts facts;
+    facts.flags = flags;
+    facts.src_is_dir = src->is_dir();
+    facts.dst_exists = dst != nullptr;
+    facts.dst_is_dir = dst && dst->is_dir();
+    facts.dst_empty = facts.dst_is_dir && dst->dir->empty();
+    facts.src_into_itself = p1 != p2 && src->is_dir() && is_within(*src, p2->ino);
+    facts.dst_into_itself = p1 != p2 && exchange && dst->is_dir() && is_within(*dst, p1->ino);
+    if (int err = fs::check_rename(facts)) return err;
+    constexpr fs::OpTimes kTimes = fs::times_for(fs::TimeOp::Rename);
 
     const timespec t = now_ts();
     Transaction& tx = Transaction::local();
@@ -511,8 +469,8 @@ int PmFsImpl::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent
           ++pd1.nlink;
         }
       }
-      touch_c(sd, t);
-      touch_c(dd, t);
+      stamp(sd, kTimes.inode, t);
+      stamp(dd, kTimes.inode, t);
     } else {
       if (dst) {
         stage_dirent_remove(*p1, *se, tx);
@@ -524,7 +482,7 @@ int PmFsImpl::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent
           if (dd.nlink == 0) return EIO;
           --dd.nlink;
         }
-        touch_c(dd, t);
+        stamp(dd, kTimes.inode, t);
       } else {
         auto ne = stage_dirent(*p2, pd2, newname, src->ino, stype, tx, &new_block);
         if (!ne) return ne.error().value;
@@ -536,10 +494,10 @@ int PmFsImpl::do_rename(fs::Ino parent, std::string_view name, fs::Ino newparent
         --pd1.nlink;
         ++pd2.nlink;
       }
-      touch_c(sd, t);
+      stamp(sd, kTimes.inode, t);
     }
-    touch_mc(pd1, t);
-    touch_mc(pd2, t);
+    stamp(pd1, kTimes.dir, t);
+    stamp(pd2, kTimes.dir, t);
     put_inode(tx, p1->ino, pd1);
     if (p1 != p2) put_inode(tx, p2->ino, pd2);
     put_inode(tx, src->ino, sd);
@@ -591,12 +549,8 @@ void PmFsImpl::open_existing(const fs::Context& ctx, fs::Ino parent, std::string
   if ((flags & O_TRUNC) && c->is_reg()) {
     if (!writable()) return r.error(EROFS);
     DiskInode extra = c->d;
-    touch_mc(extra, now_ts());
-    if (ctx.uid != 0) {
-      uint32_t kill = extra.mode & S_ISUID;
-      if ((extra.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) kill |= S_ISGID;
-      extra.mode &= ~kill;
-    }
+    stamp(extra, fs::times_for(fs::TimeOp::Truncate).inode, now_ts());
+    if (fs::open_trunc_kills_suid(ctx)) extra.mode = fs::kill_suid_sgid(extra.mode);
     if (Status s = truncate_locked(*c, 0, extra); !s) return r.error(s.error().value);
   }
   fs::OpenInfo o = open_info(flags, c.get());

@@ -281,7 +281,7 @@ void PmFsImpl::forget(fs::Ino ino) {
 
 void PmFsImpl::lookup(const fs::Context&, fs::Ino parent, std::string_view name,
                       fs::EntryReply r) {
-  if (name.size() > 255) return r.error(ENAMETOOLONG);
+  if (name.size() > fs::kNameMax) return r.error(ENAMETOOLONG);
   InodePtr p = get(parent);
   if (!p) return r.error(ENOENT);
   if (name == "." && !p->is_dir()) {

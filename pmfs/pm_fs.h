@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "zest/fs/posix_acl.h"
+#include "zest/fs/posix_rules.h"
 #include "pmem/pool.h"
 #include "pmfs/allocator.h"
 #include "pmfs/inode.h"
@@ -66,6 +67,17 @@ inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr size_t kMaxIoChunk = 1 << 20;  // one atomic write
 
 timespec now_ts();
+
+// Sets the times `c` names to `t` (zest/fs/posix_rules.h, times_for).
+inline void stamp(DiskInode& d, fs::TimeChanges c, const timespec& t) {
+  auto set = [&t](int64_t* sec, uint32_t* nsec) {
+    *sec = t.tv_sec;
+    *nsec = static_cast<uint32_t>(t.tv_nsec);
+  };
+  if (c.atime) set(&d.atime_sec, &d.atime_nsec);
+  if (c.mtime) set(&d.mtime_sec, &d.mtime_nsec);
+  if (c.ctime) set(&d.ctime_sec, &d.ctime_nsec);
+}
 
 // An iovec array for one read reply; reads up to 1 MiB fit inline, so the
 // read path allocates nothing.
