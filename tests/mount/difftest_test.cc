@@ -8,7 +8,7 @@
 //   ZEST_DIFFTEST_SKIP_OPS=fallocate,lseek:  leave op kinds out
 //   ZEST_DIFFTEST_NO_BLOCKS=1, ZEST_DIFFTEST_NO_INODES=1:  skip st_blocks /
 //     inode-identity comparison (for servers that define them differently)
-#include "tests/mount/difftest.h"
+#include "conformance/difftest.h"
 
 #include <gtest/gtest.h>
 
@@ -21,6 +21,11 @@
 
 namespace zest::testing {
 namespace {
+
+using conformance::DiffOpName;
+using conformance::DiffOptions;
+using conformance::DiffResult;
+using conformance::RunDiffTest;
 
 // A file system (and mount arguments) the tester runs against. Later
 // transports and file systems add rows here.

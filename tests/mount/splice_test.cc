@@ -18,11 +18,15 @@
 #include <thread>
 #include <vector>
 
-#include "tests/mount/difftest.h"
+#include "conformance/difftest.h"
 #include "tests/mount/zest_mount.h"
 
 namespace zest::testing {
 namespace {
+
+using conformance::DiffOptions;
+using conformance::DiffResult;
+using conformance::RunDiffTest;
 
 size_t Count(const std::string& log, const std::string& needle) {
   size_t n = 0;
