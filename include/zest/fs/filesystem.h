@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "zest/fs/layout.h"
+#include "zest/fs/notifier.h"
 #include "zest/fs/reply.h"
 #include "zest/fs/types.h"
 
@@ -49,6 +50,10 @@ class FileSystem {
 
   // --- lifetime ---------------------------------------------------------
   virtual Capabilities capabilities() const { return {}; }
+  // Called once, when INIT arrives, just before init(): how to send the
+  // kernel notifications (zest/fs/notifier.h). `notifier` stays valid until
+  // destroy() returns; calls before INIT is answered fail with ENOTCONN.
+  virtual void set_notifier(Notifier* /*notifier*/) {}
   // Called once the kernel connection is up, before any other operation.
   // `refs` stays valid until destroy().
   virtual void init(const KernelRefs* /*refs*/) {}
@@ -138,9 +143,15 @@ class FileSystem {
                      uint64_t /*offset*/, std::span<const std::byte> /*data*/,
                      uint32_t /*flags*/, WriteReply r) { r.error(ENOSYS); }
   // close(2) of one descriptor; may come several times per open.
+  // Context::lock_owner: the closing process's lock owner; a file system
+  // that keeps POSIX locks (Capabilities::posix_locks) drops that owner's
+  // locks on the inode here, since the kernel keeps none it could drop.
   virtual void flush(const Context&, Ino /*ino*/, uint64_t /*fh*/,
                      StatusReply r) { r.ok(); }
-  // The last reference to the open file is gone.
+  // The last reference to the open file is gone. With
+  // Context::release_flock the open file holds flock(2) locks of owner
+  // Context::lock_owner: drop them (and its OFD locks: fs::LockTable drops
+  // every lock taken through `fh`).
   virtual void release(const Context&, Ino /*ino*/, uint64_t /*fh*/,
                        uint32_t /*flags*/, StatusReply r) { r.ok(); }
   virtual void fsync(const Context&, Ino /*ino*/, uint64_t /*fh*/,
@@ -163,6 +174,35 @@ class FileSystem {
                                uint32_t /*flags*/, WriteReply r) {
     r.error(ENOSYS);
   }
+
+  // --- locks ------------------------------------------------------------
+  // Only called with Capabilities::posix_locks (getlk, setlk) or
+  // Capabilities::flock_locks (setlk with `flock`); otherwise the kernel
+  // keeps locks itself. fs::LockTable (zest/fs/lock_table.h) implements
+  // all of this for file systems that hold their locks in memory.
+  //
+  // `owner`: the lock owner (also Context::lock_owner): a process's file
+  // table for fcntl(2) locks, the open file for OFD and flock(2) locks.
+  // Locks of one owner never conflict with each other; a new lock of an
+  // owner replaces (splits, merges) its own locks on the range.
+  //
+  // getlk (F_GETLK, F_OFD_GETLK): answer the first lock of another owner
+  // that conflicts with `lock` (a write lock conflicts with any overlapping
+  // lock, a read lock with overlapping write locks), or `lock` with type
+  // F_UNLCK when there is none.
+  virtual void getlk(const Context&, Ino /*ino*/, uint64_t /*fh*/, uint64_t /*owner*/,
+                     const Lock& /*lock*/, LockReply r) { r.error(ENOSYS); }
+  // setlk: take (F_RDLCK, F_WRLCK) or release (F_UNLCK) `lock`. On a
+  // conflict answer EAGAIN, unless `sleep` (F_SETLKW, flock without
+  // LOCK_NB): then keep the reply and answer ok once the lock is granted,
+  // EINTR if the caller is interrupted meanwhile (Reply::on_interrupt; the
+  // kernel restarts the call when the signal handler asks for it), or
+  // EDEADLK. `flock`: a flock(2) lock (whole file); flock and POSIX locks
+  // do not conflict with each other on Linux. Waiting in the call would
+  // hold a server thread: park the reply instead.
+  virtual void setlk(const Context&, Ino /*ino*/, uint64_t /*fh*/, uint64_t /*owner*/,
+                     const Lock& /*lock*/, bool /*sleep*/, bool /*flock*/,
+                     StatusReply r) { r.error(ENOSYS); }
 
   // --- directories ------------------------------------------------------
   virtual void opendir(const Context&, Ino /*ino*/, uint32_t /*flags*/,
@@ -197,6 +237,34 @@ class FileSystem {
   virtual void shutdown(const Context&, uint32_t /*flags*/, StatusReply r) {
     r.error(ENOTTY);
   }
+  // poll(2)/select(2)/epoll on an open file: answer the events in
+  // `events` (POLLIN, POLLOUT, ...) that are ready now. With
+  // kPollScheduleNotify in `flags` the caller will sleep: remember `kh` and
+  // call Notifier::poll_wakeup(kh) once the answer may have changed (once
+  // is enough; the kernel polls again and says kPollScheduleNotify again if
+  // it still waits). `kh` stays the same for the life of the open file.
+  // ENOSYS (the default): the kernel answers "always ready" for every file
+  // of the mount from then on.
+  virtual void poll(const Context&, Ino /*ino*/, uint64_t /*fh*/, uint64_t /*kh*/,
+                    uint32_t /*flags*/, uint32_t /*events*/, PollReply r) {
+    r.error(ENOSYS);
+  }
+  // FIBMAP: the device block that holds block `block` (of `blocksize`
+  // bytes) of the file. The kernel sends it only for file systems mounted
+  // on a block device (fuseblk), which zest never mounts; it is decoded and
+  // passed on for completeness. ENOSYS: the kernel answers EINVAL itself.
+  // (FIEMAP is not part of the protocol: on FUSE it fails with EOPNOTSUPP
+  // in the kernel and never reaches the file system.)
+  virtual void bmap(const Context&, Ino /*ino*/, uint32_t /*blocksize*/,
+                    uint64_t /*block*/, BmapReply r) { r.error(ENOSYS); }
+  // statx(2) asking for more than stat(2) gives (STATX_BTIME), when the
+  // kernel's cached attributes are not enough: answer like getattr plus the
+  // birth time, `mask` saying which fields are valid. `flags`: the caller's
+  // AT_STATX_* sync flags; `mask`: the STATX_* it wants. fh is set when the
+  // call came through an open file. ENOSYS (the default): the kernel uses
+  // getattr from then on and statx shows no birth time.
+  virtual void statx(const Context&, Ino /*ino*/, const uint64_t* /*fh*/, uint32_t /*flags*/,
+                     uint32_t /*mask*/, StatxReply r) { r.error(ENOSYS); }
 };
 
 // FS_IOC_SHUTDOWN = _IOR('X', 125, __u32), and its flags (XFS's names).

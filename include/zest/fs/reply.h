@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -29,6 +30,10 @@ namespace zest::fs {
 
 // Opaque per-request token handed back to the sink.
 using RequestToken = void*;
+
+// Called when a request that waits (a parked reply) is interrupted: `ctx`
+// and `cookie` are what Reply::on_interrupt was given.
+using InterruptFn = void (*)(void* ctx, uint64_t cookie);
 
 class ReplySink {
  public:
@@ -68,6 +73,18 @@ class ReplySink {
                        uint32_t type, uint64_t next_off, const Entry* plus) = 0;
   virtual void reply_dir(RequestToken) = 0;
   virtual bool interrupted(RequestToken) const = 0;
+  // Answers added after the first sinks were written; a sink that never
+  // serves these operations need not implement them.
+  virtual void reply_lock(RequestToken t, const Lock&) { reply_error(t, ENOSYS); }
+  virtual void reply_poll(RequestToken t, uint32_t /*revents*/) { reply_error(t, ENOSYS); }
+  virtual void reply_bmap(RequestToken t, uint64_t /*block*/) { reply_error(t, ENOSYS); }
+  virtual void reply_statx(RequestToken t, const StatxAttr&, double /*timeout*/) {
+    reply_error(t, ENOSYS);
+  }
+  // Arms `fn(ctx, cookie)` for when the request is interrupted; false when
+  // it was interrupted already (nothing armed). A sink without interrupts
+  // never calls it.
+  virtual bool on_interrupt(RequestToken, InterruptFn, void*, uint64_t) { return true; }
 };
 
 class Reply {
@@ -93,6 +110,16 @@ class Reply {
   // answer EINTR early. Synchronous answers can ignore it.
   bool interrupted() const { return sink_ && sink_->interrupted(token_); }
   bool pending() const { return sink_ != nullptr; }
+  // For a reply kept to answer later (a blocking lock): asks to be told
+  // when the caller is interrupted (a signal). `fn(ctx, cookie)` then runs
+  // once, on a server thread, without any lock of the server held; it may
+  // run after the reply was completed elsewhere, so `fn` must find its
+  // request by `cookie` and do nothing when it is gone (answering EINTR
+  // otherwise). Returns false, arming nothing, when the caller was
+  // interrupted already: answer EINTR now. At most one per reply.
+  bool on_interrupt(InterruptFn fn, void* ctx, uint64_t cookie) {
+    return !sink_ || sink_->on_interrupt(token_, fn, ctx, cookie);
+  }
 
  protected:
   // Hands out the sink for the one completing call and marks the reply done.
@@ -197,6 +224,38 @@ class LseekReply : public Reply {
  public:
   using Reply::Reply;
   void ok(uint64_t offset) { take()->reply_lseek(token(), offset); }
+};
+
+// getlk: the first lock that conflicts with the one asked about, or that
+// lock with type F_UNLCK when none does.
+class LockReply : public Reply {
+ public:
+  using Reply::Reply;
+  void ok(const Lock& l) { take()->reply_lock(token(), l); }
+};
+
+// poll: the events (POLLIN, POLLOUT, ...) the file is ready for now.
+class PollReply : public Reply {
+ public:
+  using Reply::Reply;
+  void ok(uint32_t revents) { take()->reply_poll(token(), revents); }
+};
+
+// bmap: the device block holding the file's block.
+class BmapReply : public Reply {
+ public:
+  using Reply::Reply;
+  void ok(uint64_t block) { take()->reply_bmap(token(), block); }
+};
+
+// statx: attributes plus birth time; `timeout` as for AttrReply (it
+// applies when `mask` holds all of STATX_BASIC_STATS).
+class StatxReply : public Reply {
+ public:
+  using Reply::Reply;
+  void ok(const StatxAttr& a, double timeout = 1.0) {
+    take()->reply_statx(token(), a, timeout);
+  }
 };
 
 // readdir/readdirplus. Add entries with add() until it returns false, then

@@ -3,10 +3,12 @@
 // system can be served by other front ends (the direct-access path).
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include <cstdint>
+#include <span>
 
 namespace zest::fs {
 
@@ -24,6 +26,26 @@ struct Context {
   // acl_inherit); for the others the kernel applied it already and applying
   // it again changes nothing.
   uint32_t umask = 0;
+  // flush, release, getlk and setlk: the kernel's id of the lock owner
+  // (one per process's file table for POSIX locks, one per open file for
+  // flock(2) and OFD locks); 0 in every other call. A file system that
+  // keeps locks drops the owner's POSIX locks at flush (close(2) of any
+  // descriptor releases them, as POSIX says) and, at release with
+  // `release_flock`, its flock locks (fs::LockTable does both).
+  uint64_t lock_owner = 0;
+  // release: the open file took flock(2) locks (FUSE_RELEASE_FLOCK_UNLOCK).
+  bool release_flock = false;
+  // mknod, mkdir, create, tmpfile and symlink, with
+  // Capabilities::supp_groups: supplementary groups of the caller the
+  // kernel chose to tell (FUSE_EXT_GROUPS). Linux 6.18 sends at most one:
+  // the parent directory's group, when the caller is in it only as a
+  // supplementary group (not its fsgid), so that a file system can decide
+  // what inode_init_owner() decides (S_ISGID kept on a new file in a setgid
+  // directory). Further groups beyond kMaxGroups are not kept.
+  static constexpr uint32_t kMaxGroups = 8;
+  uint32_t ngroups = 0;
+  uint32_t groups[kMaxGroups] = {};
+  std::span<const uint32_t> supp_groups() const { return {groups, ngroups}; }
 };
 
 // Attributes of an inode, as stat(2) shows them.
@@ -106,6 +128,32 @@ struct SetAttr {
 // access ACL also clears S_ISGID (FUSE_SETXATTR_ACL_KILL_SGID).
 inline constexpr uint32_t kXattrAclKillSgid = 1u << 0;
 
+// A POSIX record lock (fcntl(2) F_GETLK/F_SETLK/F_SETLKW, OFD locks) or,
+// for setlk with `flock`, a flock(2) lock over the whole file. `end` is
+// inclusive; "to the end of the file" is kLockEnd.
+struct Lock {
+  uint32_t type = F_UNLCK;  // F_RDLCK, F_WRLCK or F_UNLCK
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint32_t pid = 0;  // the holder's process (as the kernel's pid namespace sees it)
+};
+inline constexpr uint64_t kLockEnd = 0x7fffffffffffffffULL;  // OFFSET_MAX
+
+// statx(2) with more than stat(2) can say: the attributes plus the birth
+// time. `mask` holds the STATX_* bits that are valid (STATX_BASIC_STATS and
+// STATX_BTIME are what the kernel passes on).
+struct StatxAttr {
+  Attr attr;
+  timespec btime{};
+  uint32_t mask = 0;
+  uint64_t attributes = 0;       // STATX_ATTR_* set
+  uint64_t attributes_mask = 0;  // STATX_ATTR_* the file system knows
+};
+
+// poll's `flags`: the kernel waits for readiness; remember the poll
+// handle and send Notifier::poll_wakeup(kh) when the answer would change.
+inline constexpr uint32_t kPollScheduleNotify = 1u << 0;
+
 struct StatFs {
   uint64_t blocks = 0;  // in units of frsize
   uint64_t bfree = 0;
@@ -148,6 +196,52 @@ struct Capabilities {
   // umask to the file system (FUSE_DONT_MASK; Context::umask) and says when
   // an ACL change must clear S_ISGID (FUSE_SETXATTR_EXT, kXattrAclKillSgid).
   bool posix_acl = false;
+
+  // --- locks ---------------------------------------------------------------
+  // The file system answers getlk/setlk for POSIX record locks (fcntl(2),
+  // OFD locks; FUSE_POSIX_LOCKS) and/or setlk with `flock` for flock(2)
+  // (FUSE_FLOCK_LOCKS). Without them (the default) the kernel keeps the
+  // locks itself, which is right as long as this mount is the only way to
+  // the files (fs::LockTable implements the semantics for file systems that
+  // want to hold them: network or shared back ends).
+  bool posix_locks = false;
+  bool flock_locks = false;
+
+  // --- connection parameters (set once, at INIT) ---------------------------
+  // The largest readahead the kernel may do (capped by its own offer).
+  uint32_t max_readahead = 1u << 20;
+  // Granularity of the file system's timestamps in nanoseconds, a power of
+  // ten from 1 to 1e9: the kernel truncates the times it sets (utimensat,
+  // its own c/mtime updates) to it.
+  uint32_t time_gran = 1;
+  // When the kernel drops a file's cached pages on its own:
+  //  kDefault: kAuto, or kSizeChange for sole_writer file systems (see
+  //            sole_writer above; what every file system got before this);
+  //  kSizeChange: when a GETATTR reply shows a new size;
+  //  kAuto: also when it shows a new mtime (FUSE_AUTO_INVAL_DATA);
+  //  kExplicit: never; only Notifier::inval_inode drops them
+  //             (FUSE_EXPLICIT_INVAL_DATA).
+  enum class DataInval : uint8_t { kDefault, kSizeChange, kAuto, kExplicit };
+  DataInval data_inval = DataInval::kDefault;
+  // READDIRPLUS: kAuto lets the kernel choose per directory stream
+  // (FUSE_DO_READDIRPLUS + FUSE_READDIRPLUS_AUTO: plus for the first
+  // listing and after lookups); kAlways, every listing is plus; kOff, never.
+  enum class Readdirplus : uint8_t { kAuto, kAlways, kOff };
+  Readdirplus readdirplus = Readdirplus::kAuto;
+  // The file system keeps no state per open file (regular files, resp.
+  // directories): the server answers the first OPEN (OPENDIR) with ENOSYS
+  // itself and the kernel opens without asking from then on
+  // (FUSE_NO_OPEN_SUPPORT / FUSE_NO_OPENDIR_SUPPORT): open()/opendir(),
+  // release()/releasedir() are not called, `fh` is 0, and files use the
+  // page cache, kept across opens. A file system that answers open with
+  // ENOSYS itself gets the same from then on.
+  bool no_open = false;
+  bool no_opendir = false;
+  // The kernel caches readlink answers in the page cache
+  // (FUSE_CACHE_SYMLINKS); Notifier::inval_inode drops them.
+  bool cache_symlinks = true;
+  // Context::groups is filled for creating calls (FUSE_CREATE_SUPP_GROUP).
+  bool supp_groups = false;
 };
 
 }  // namespace zest::fs
