@@ -27,6 +27,51 @@ fs::Context with_umask(const fs::Context& ctx, uint32_t umask) {
   return c;
 }
 
+// Reads the request extensions (the last total_extlen * 8 bytes of a
+// creating request, after its arguments) into `c`: the supplementary
+// groups (FUSE_EXT_GROUPS). Security contexts and unknown types are
+// skipped. False when they do not add up (malformed).
+bool read_extensions(const abi::fuse_in_header& h, ArgReader a, fs::Context* c) {
+  const size_t n = size_t{h.total_extlen} * 8;
+  if (n == 0) return true;
+  std::span<const std::byte> ext;
+  if (a.left() < n || !a.skip(a.left() - n) || !a.bytes(n, &ext)) return false;
+  while (!ext.empty()) {
+    abi::fuse_ext_header xh;
+    if (ext.size() < sizeof(xh)) return false;
+    std::memcpy(&xh, ext.data(), sizeof(xh));
+    if (xh.size < sizeof(xh) || xh.size > ext.size() || xh.size % 8) return false;
+    if (xh.type == abi::FUSE_EXT_GROUPS) {
+      std::span<const std::byte> body = ext.subspan(sizeof(xh), xh.size - sizeof(xh));
+      uint32_t nr = 0;
+      if (body.size() < sizeof(nr)) return false;
+      std::memcpy(&nr, body.data(), sizeof(nr));
+      if (nr > (body.size() - sizeof(nr)) / sizeof(uint32_t)) return false;
+      c->ngroups = std::min(nr, fs::Context::kMaxGroups);
+      std::memcpy(c->groups, body.data() + sizeof(nr), c->ngroups * sizeof(uint32_t));
+    }
+    ext = ext.subspan(xh.size);
+  }
+  return true;
+}
+
+// time_gran must be 1, 10, ..., 1e9 ns (the kernel checks only the bound).
+bool power_of_ten_ns(uint32_t g) {
+  for (uint32_t p = 1;; p *= 10) {
+    if (g == p) return true;
+    if (p == 1000000000u) return false;
+  }
+}
+
+fs::Lock decode_lock(const abi::fuse_file_lock& l) {
+  fs::Lock k;
+  k.type = l.type;
+  k.start = l.start;
+  k.end = l.end;
+  k.pid = l.pid;
+  return k;
+}
+
 }  // namespace
 
 void Session::handle_init(RequestSlot* slot, ArgReader a) {
@@ -49,16 +94,30 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
 
   fs::Capabilities caps = fs_.capabilities();
   uint64_t want = abi::FUSE_ASYNC_READ | abi::FUSE_ATOMIC_O_TRUNC |
-                  abi::FUSE_BIG_WRITES | abi::FUSE_DO_READDIRPLUS |
-                  abi::FUSE_READDIRPLUS_AUTO | abi::FUSE_PARALLEL_DIROPS |
-                  abi::FUSE_MAX_PAGES | abi::FUSE_CACHE_SYMLINKS |
-                  abi::FUSE_INIT_EXT;
+                  abi::FUSE_BIG_WRITES | abi::FUSE_PARALLEL_DIROPS |
+                  abi::FUSE_MAX_PAGES | abi::FUSE_INIT_EXT;
+  using Caps = fs::Capabilities;
+  if (caps.readdirplus != Caps::Readdirplus::kOff) want |= abi::FUSE_DO_READDIRPLUS;
+  if (caps.readdirplus == Caps::Readdirplus::kAuto) want |= abi::FUSE_READDIRPLUS_AUTO;
+  if (caps.cache_symlinks) want |= abi::FUSE_CACHE_SYMLINKS;
   // The kernel drops a file's cached pages when it sees its mtime or size
   // change in a GETATTR reply: needed where the data may change behind the
   // mount (mirrorfs), harmful where it cannot: that drop can come while a
   // write-through is in flight and let a read refill the page with the old
   // bytes (docs/architecture.md, "I/O modes and coherence").
-  if (!caps.sole_writer) want |= abi::FUSE_AUTO_INVAL_DATA;
+  Caps::DataInval inval = caps.data_inval;
+  if (inval == Caps::DataInval::kDefault)
+    inval = caps.sole_writer ? Caps::DataInval::kSizeChange : Caps::DataInval::kAuto;
+  if (inval == Caps::DataInval::kAuto) want |= abi::FUSE_AUTO_INVAL_DATA;
+  if (inval == Caps::DataInval::kExplicit) want |= abi::FUSE_EXPLICIT_INVAL_DATA;
+  // Locks held by the file system; without them the kernel keeps them.
+  if (caps.posix_locks) want |= abi::FUSE_POSIX_LOCKS;
+  if (caps.flock_locks) want |= abi::FUSE_FLOCK_LOCKS;
+  // Answering the first OPEN/OPENDIR with ENOSYS stops them (the kernel
+  // does that whatever we agree; agreeing says we know).
+  if (caps.no_open) want |= abi::FUSE_NO_OPEN_SUPPORT;
+  if (caps.no_opendir) want |= abi::FUSE_NO_OPENDIR_SUPPORT;
+  if (caps.supp_groups) want |= abi::FUSE_CREATE_SUPP_GROUP;
   if (caps.export_support) want |= abi::FUSE_EXPORT_SUPPORT;
   if (caps.kills_suid) want |= abi::FUSE_HANDLE_KILLPRIV_V2;
   // ioctl(2) on directories too (FS_IOC_SHUTDOWN is issued on the mount).
@@ -92,13 +151,13 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
 
   uint32_t max_write = std::clamp<uint32_t>(caps.max_write, 4096, 1u << 20);
   out.minor = std::min<uint32_t>(in.minor, abi::FUSE_KERNEL_MINOR_VERSION);
-  out.max_readahead = std::min<uint32_t>(in.max_readahead, 1u << 20);
+  out.max_readahead = std::min<uint32_t>(in.max_readahead, caps.max_readahead);
   out.flags = static_cast<uint32_t>(agreed);
   out.flags2 = static_cast<uint32_t>(agreed >> 32);
   out.max_background = 64;
   out.congestion_threshold = 48;
   out.max_write = max_write;
-  out.time_gran = 1;
+  out.time_gran = power_of_ten_ns(caps.time_gran) ? caps.time_gran : 1;
   out.max_pages = std::min<uint16_t>(kMaxPages, static_cast<uint16_t>(max_write / 4096));
   // Passthrough needs a stacking depth: ours is one (backing files on
   // ordinary file systems, not on other stacked ones).
@@ -116,7 +175,10 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
   neg_.splice = (agreed & abi::FUSE_SPLICE_WRITE) != 0 && !neg_.uring;
   neg_.splice_min = caps.splice_min;
   neg_.always_direct = always_direct;
+  neg_.no_open = caps.no_open;
+  neg_.no_opendir = caps.no_opendir;
 
+  fs_.set_notifier(this);
   fs_.init(&refs_);
   size_t size = out.minor < 23 ? abi::FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out);
   iovec v{&out, size};
@@ -125,7 +187,10 @@ void Session::handle_init(RequestSlot* slot, ArgReader a) {
 }
 
 void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a) {
-  const fs::Context ctx{h.uid, h.gid, h.pid};
+  fs::Context ctx;
+  ctx.uid = h.uid;
+  ctx.gid = h.gid;
+  ctx.pid = h.pid;
   const fs::Ino ino = h.nodeid;
   fs::ReplySink* sink = this;
 
@@ -224,12 +289,14 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_SYMLINK: {
       std::string_view name, target;
       if (!a.name(&name) || !a.name(&target)) return malformed(s, "SYMLINK names");
+      if (!read_extensions(h, a, &ctx)) return malformed(s, "SYMLINK extensions");
       return fs_.symlink(ctx, target, ino, name, fs::EntryReply(sink, s));
     }
     case abi::FUSE_MKNOD: {
       abi::fuse_mknod_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKNOD args");
+      if (!read_extensions(h, a, &ctx)) return malformed(s, "MKNOD extensions");
       return fs_.mknod(with_umask(ctx, in.umask), ino, name, in.mode, in.rdev,
                        fs::EntryReply(sink, s));
     }
@@ -237,6 +304,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_mkdir_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "MKDIR args");
+      if (!read_extensions(h, a, &ctx)) return malformed(s, "MKDIR extensions");
       return fs_.mkdir(with_umask(ctx, in.umask), ino, name, in.mode | S_IFDIR,
                        fs::EntryReply(sink, s));
     }
@@ -274,6 +342,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_OPEN: {
       abi::fuse_open_in in;
       if (!a.read(&in)) return malformed(s, "OPEN args");
+      if (neg_.no_open) return finish(s, ENOSYS, nullptr, 0);  // no more OPENs
       s->open_flags = in.flags;
       // O_TRUNC comes with OPEN (FUSE_ATOMIC_O_TRUNC), not as a SETATTR.
       if (!gate_ || !(in.flags & O_TRUNC)) return fs_.open(ctx, ino, in.flags, fs::OpenReply(sink, s));
@@ -303,6 +372,10 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_release_in in;
       if (!a.read(&in)) return malformed(s, "RELEASE args");
       passthrough_.release(ino, in.fh);
+      if (in.release_flags & abi::FUSE_RELEASE_FLOCK_UNLOCK) {
+        ctx.lock_owner = in.lock_owner;
+        ctx.release_flock = true;
+      }
       return fs_.release(ctx, ino, in.fh, in.flags, fs::StatusReply(sink, s));
     }
     case abi::FUSE_FSYNC: {
@@ -347,11 +420,13 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_FLUSH: {
       abi::fuse_flush_in in;
       if (!a.read(&in)) return malformed(s, "FLUSH args");
+      ctx.lock_owner = in.lock_owner;
       return fs_.flush(ctx, ino, in.fh, fs::StatusReply(sink, s));
     }
     case abi::FUSE_OPENDIR: {
       abi::fuse_open_in in;
       if (!a.read(&in)) return malformed(s, "OPENDIR args");
+      if (neg_.no_opendir) return finish(s, ENOSYS, nullptr, 0);
       return fs_.opendir(ctx, ino, in.flags, fs::OpenReply(sink, s));
     }
     case abi::FUSE_READDIR:
@@ -382,6 +457,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       abi::fuse_create_in in;
       std::string_view name;
       if (!a.read(&in) || !a.name(&name)) return malformed(s, "CREATE args");
+      if (!read_extensions(h, a, &ctx)) return malformed(s, "CREATE extensions");
       s->open_flags = in.flags;
       return fs_.create(with_umask(ctx, in.umask), ino, name, in.mode, in.flags,
                         fs::CreateReply(sink, s));
@@ -389,6 +465,7 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_TMPFILE: {
       abi::fuse_create_in in;
       if (!a.read(&in)) return malformed(s, "TMPFILE args");
+      if (!read_extensions(h, a, &ctx)) return malformed(s, "TMPFILE extensions");
       s->open_flags = in.flags;
       return fs_.tmpfile(with_umask(ctx, in.umask), ino, in.mode, in.flags,
                          fs::CreateReply(sink, s));
@@ -427,7 +504,43 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
     case abi::FUSE_SYNCFS:
       return fs_.syncfs(ctx, fs::StatusReply(sink, s));
     case abi::FUSE_NOTIFY_REPLY:
-      return complete(s);  // answers to retrieve; we never ask
+      // The kernel's answer to a retrieve (Notifier::retrieve); no reply.
+      handle_notify_reply(h, a);
+      return complete(s);
+    case abi::FUSE_GETLK: {
+      abi::fuse_lk_in in;
+      if (!a.read(&in)) return malformed(s, "GETLK args");
+      ctx.lock_owner = in.owner;
+      return fs_.getlk(ctx, ino, in.fh, in.owner, decode_lock(in.lk), fs::LockReply(sink, s));
+    }
+    case abi::FUSE_SETLK:
+    case abi::FUSE_SETLKW: {
+      abi::fuse_lk_in in;
+      if (!a.read(&in)) return malformed(s, "SETLK args");
+      ctx.lock_owner = in.owner;
+      return fs_.setlk(ctx, ino, in.fh, in.owner, decode_lock(in.lk),
+                       h.opcode == abi::FUSE_SETLKW, (in.lk_flags & abi::FUSE_LK_FLOCK) != 0,
+                       fs::StatusReply(sink, s));
+    }
+    case abi::FUSE_POLL: {
+      abi::fuse_poll_in in;
+      if (!a.read(&in)) return malformed(s, "POLL args");
+      const uint32_t flags =
+          (in.flags & abi::FUSE_POLL_SCHEDULE_NOTIFY) ? fs::kPollScheduleNotify : 0;
+      return fs_.poll(ctx, ino, in.fh, in.kh, flags, in.events, fs::PollReply(sink, s));
+    }
+    case abi::FUSE_BMAP: {
+      abi::fuse_bmap_in in;
+      if (!a.read(&in)) return malformed(s, "BMAP args");
+      return fs_.bmap(ctx, ino, in.blocksize, in.block, fs::BmapReply(sink, s));
+    }
+    case abi::FUSE_STATX: {
+      abi::fuse_statx_in in;
+      if (!a.read(&in)) return malformed(s, "STATX args");
+      uint64_t fh = in.fh;
+      return fs_.statx(ctx, ino, (in.getattr_flags & abi::FUSE_GETATTR_FH) ? &fh : nullptr,
+                       in.sx_flags, in.sx_mask, fs::StatxReply(sink, s));
+    }
     case abi::FUSE_IOCTL: {
       abi::fuse_ioctl_in in;
       std::span<const std::byte> data;
@@ -447,9 +560,8 @@ void Session::dispatch(RequestSlot* s, const abi::fuse_in_header& h, ArgReader a
       return fs_.ioctl(ctx, ino, in.fh, in.cmd, data, in.out_size, fs::DataReply(sink, s));
     }
     default:
-      // GETLK/SETLK (the kernel then locks locally), BMAP, POLL,
-      // SETUPMAPPING, STATX (the kernel falls back to GETATTR), and any
-      // opcode newer than us.
+      // SETUPMAPPING/REMOVEMAPPING (DAX, virtiofs only), and any opcode
+      // newer than us.
       return finish(s, ENOSYS, nullptr, 0);
   }
 }

@@ -29,6 +29,34 @@ inline void encode_attr(const fs::Attr& a, abi::fuse_attr* out) {
   out->blksize = a.blksize;
 }
 
+inline void encode_statx(const fs::StatxAttr& s, abi::fuse_statx* out) {
+  *out = {};
+  const fs::Attr& a = s.attr;
+  out->mask = s.mask;
+  out->blksize = a.blksize;
+  out->attributes = s.attributes;
+  out->attributes_mask = s.attributes_mask;
+  out->nlink = a.nlink;
+  out->uid = a.uid;
+  out->gid = a.gid;
+  out->mode = static_cast<uint16_t>(a.mode);
+  out->ino = a.ino;
+  out->size = a.size;
+  out->blocks = a.blocks;
+  auto ts = [](const timespec& t, abi::fuse_sx_time* o) {
+    o->tv_sec = t.tv_sec;
+    o->tv_nsec = static_cast<uint32_t>(t.tv_nsec);
+  };
+  ts(a.atime, &out->atime);
+  ts(s.btime, &out->btime);
+  ts(a.ctime, &out->ctime);
+  ts(a.mtime, &out->mtime);
+  // rdev as the kernel's new_encode_dev() split (fuse_statx_to_attr joins
+  // them with MKDEV).
+  out->rdev_major = (a.rdev & 0xfff00) >> 8;
+  out->rdev_minor = (a.rdev & 0xff) | ((a.rdev >> 12) & 0xfff00);
+}
+
 // Splits a timeout in seconds into the protocol's seconds + nanoseconds.
 inline void encode_timeout(double t, uint64_t* sec, uint32_t* nsec) {
   if (!(t > 0)) {

@@ -13,7 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
+
+#include "zest/fs/reply.h"
 
 namespace zest::server {
 
@@ -41,6 +44,16 @@ struct RequestSlot {
   // reply's data.
   uint32_t ioctl_cmd = 0;
   alignas(8) std::byte ioctl_out[16];
+
+  // Reply::on_interrupt: what to call when INTERRUPT targets this request.
+  // Armed by the file system, disarmed when the reply is sent; intr_mu
+  // orders arming against the interrupt (and interrupted_unique is set
+  // under it), intr_armed spares the lock for the requests that never arm.
+  std::mutex intr_mu;
+  std::atomic<bool> intr_armed{false};
+  fs::InterruptFn intr_fn = nullptr;
+  void* intr_ctx = nullptr;
+  uint64_t intr_cookie = 0;
 
   // Reply scratch (read buffers, directory listings), allocated on first use
   // and kept for the life of the slot.

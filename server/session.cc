@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 #include <future>
+#include <utility>
 
 #include "base/fd.h"
 #include "base/log.h"
@@ -136,6 +137,11 @@ void Session::malformed(RequestSlot* slot, const char* what) {
 }
 
 void Session::complete(RequestSlot* slot) {
+  if (slot->intr_armed.load(std::memory_order_acquire)) {
+    std::lock_guard lock(slot->intr_mu);
+    slot->intr_fn = nullptr;
+    slot->intr_armed.store(false, std::memory_order_relaxed);
+  }
   int prev = slot->state.exchange(RequestSlot::kCompleted, std::memory_order_acq_rel);
   if (prev == RequestSlot::kDetached) {
     slot->state.store(RequestSlot::kActive, std::memory_order_relaxed);
@@ -432,18 +438,78 @@ bool Session::interrupted(fs::RequestToken t) const {
   return s->interrupted_unique.load(std::memory_order_relaxed) == u;
 }
 
+bool Session::on_interrupt(fs::RequestToken t, fs::InterruptFn fn, void* ctx,
+                           uint64_t cookie) {
+  RequestSlot* s = slot_of(t);
+  std::lock_guard lock(s->intr_mu);
+  if (s->interrupted_unique.load(std::memory_order_relaxed) ==
+      s->unique.load(std::memory_order_relaxed))
+    return false;
+  s->intr_fn = fn;
+  s->intr_ctx = ctx;
+  s->intr_cookie = cookie;
+  s->intr_armed.store(true, std::memory_order_release);
+  return true;
+}
+
 void Session::handle_interrupt(ArgReader a) {
   abi::fuse_interrupt_in in;
   if (!a.read(&in)) return;
-  std::lock_guard lock(slots_mu_);
-  for (auto& s : all_slots_) {
-    if (s->unique.load(std::memory_order_relaxed) == in.unique) {
+  fs::InterruptFn fn = nullptr;
+  void* ctx = nullptr;
+  uint64_t cookie = 0;
+  {
+    std::lock_guard lock(slots_mu_);
+    for (auto& s : all_slots_) {
+      if (s->unique.load(std::memory_order_relaxed) != in.unique) continue;
+      std::lock_guard intr(s->intr_mu);
       s->interrupted_unique.store(in.unique, std::memory_order_relaxed);
-      return;
+      if (s->intr_fn) {
+        fn = std::exchange(s->intr_fn, nullptr);
+        ctx = s->intr_ctx;
+        cookie = s->intr_cookie;
+      }
+      break;
     }
   }
+  // Without any lock of ours: the file system answers the parked request
+  // from here (EINTR), which recycles its slot. If it was answered
+  // meanwhile, the file system finds no request under `cookie`.
+  if (fn) fn(ctx, cookie);
   // Not found: the request was already answered (or is being answered right
   // now); nothing to do. The interrupt needs no reply.
+}
+
+void Session::reply_lock(fs::RequestToken t, const fs::Lock& l) {
+  abi::fuse_lk_out out{};
+  out.lk.start = l.start;
+  out.lk.end = l.end;
+  out.lk.type = l.type;
+  out.lk.pid = l.pid;
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_poll(fs::RequestToken t, uint32_t revents) {
+  abi::fuse_poll_out out{};
+  out.revents = revents;
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_bmap(fs::RequestToken t, uint64_t block) {
+  abi::fuse_bmap_out out{};
+  out.block = block;
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
+}
+
+void Session::reply_statx(fs::RequestToken t, const fs::StatxAttr& a, double timeout) {
+  abi::fuse_statx_out out{};
+  encode_timeout(timeout, &out.attr_valid, &out.attr_valid_nsec);
+  encode_statx(a, &out.stat);
+  iovec v{&out, sizeof(out)};
+  finish(slot_of(t), 0, &v, 1);
 }
 
 void Session::handle_forget(uint64_t ino, uint64_t n) {
@@ -702,27 +768,131 @@ Result<void> Session::serve(transport::FuseMount& mount) {
     log_debug("read replies from files: {} spliced, {} copied", spliced_.load(),
               splice_fallbacks_.load());
 
-  // The kernel is gone: it holds no references any more.
+  // The kernel is gone: it holds no references any more, and answers no
+  // retrieve.
+  fail_retrieves();
   for (uint64_t ino : refs_.clear()) fs_.forget(ino);
   if (!destroyed_.exchange(true)) fs_.destroy();
   return {};
 }
 
 
-Result<void> Session::notify_inval_inode(fs::Ino ino, int64_t off, int64_t len) {
+// ---------------------------------------------------------------------------
+// Notifications (fs::Notifier)
+
+Result<void> Session::notify(abi::fuse_notify_code code, iovec* parts, int count) {
   const int fd = notify_fd_.load();
   if (fd < 0 || !initialized_.load() || destroyed_.load()) return Errno(ENOTCONN);
+  abi::fuse_out_header oh{};
+  size_t len = sizeof(oh);
+  iovec iov[4];
+  iov[0] = {&oh, sizeof(oh)};
+  for (int i = 0; i < count; ++i) {
+    iov[i + 1] = parts[i];
+    len += parts[i].iov_len;
+  }
+  oh.len = static_cast<uint32_t>(len);
+  oh.error = static_cast<int32_t>(code);
+  oh.unique = 0;
+  ssize_t n;
+  do {
+    n = ::writev(fd, iov, count + 1);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == ENODEV ? Errno(ENOTCONN) : last_errno();
+  return {};
+}
+
+Result<void> Session::notify_inval_inode(fs::Ino ino, int64_t off, int64_t len) {
   abi::fuse_notify_inval_inode_out body{};
   body.ino = ino;
   body.off = off;
   body.len = len;
-  abi::fuse_out_header oh{};
-  oh.len = sizeof(oh) + sizeof(body);
-  oh.error = abi::FUSE_NOTIFY_INVAL_INODE;
-  oh.unique = 0;
-  iovec iov[2] = {{&oh, sizeof(oh)}, {&body, sizeof(body)}};
-  if (::writev(fd, iov, 2) < 0) return last_errno();
-  return {};
+  iovec v{&body, sizeof(body)};
+  return notify(abi::FUSE_NOTIFY_INVAL_INODE, &v, 1);
+}
+
+Result<void> Session::inval_entry(fs::Ino parent, std::string_view name) {
+  abi::fuse_notify_inval_entry_out body{};
+  body.parent = parent;
+  body.namelen = static_cast<uint32_t>(name.size());
+  char nul = 0;
+  iovec v[3] = {{&body, sizeof(body)}, {const_cast<char*>(name.data()), name.size()}, {&nul, 1}};
+  return notify(abi::FUSE_NOTIFY_INVAL_ENTRY, v, 3);
+}
+
+Result<void> Session::delete_entry(fs::Ino parent, fs::Ino child, std::string_view name) {
+  abi::fuse_notify_delete_out body{};
+  body.parent = parent;
+  body.child = child;
+  body.namelen = static_cast<uint32_t>(name.size());
+  char nul = 0;
+  iovec v[3] = {{&body, sizeof(body)}, {const_cast<char*>(name.data()), name.size()}, {&nul, 1}};
+  return notify(abi::FUSE_NOTIFY_DELETE, v, 3);
+}
+
+Result<void> Session::store(fs::Ino ino, uint64_t offset, std::span<const std::byte> data) {
+  if (data.size() > UINT32_MAX - 4096) return Errno(EINVAL);
+  abi::fuse_notify_store_out body{};
+  body.nodeid = ino;
+  body.offset = offset;
+  body.size = static_cast<uint32_t>(data.size());
+  iovec v[2] = {{&body, sizeof(body)}, {const_cast<std::byte*>(data.data()), data.size()}};
+  return notify(abi::FUSE_NOTIFY_STORE, v, data.empty() ? 1 : 2);
+}
+
+Result<void> Session::retrieve(fs::Ino ino, uint64_t offset, uint32_t size,
+                               RetrieveDone done) {
+  abi::fuse_notify_retrieve_out body{};
+  {
+    std::lock_guard lock(retrieve_mu_);
+    body.notify_unique = next_retrieve_++;
+    retrieves_.emplace(body.notify_unique, std::move(done));
+  }
+  body.nodeid = ino;
+  body.offset = offset;
+  body.size = size;
+  iovec v{&body, sizeof(body)};
+  auto r = notify(abi::FUSE_NOTIFY_RETRIEVE, &v, 1);
+  if (!r) {
+    // The kernel will not answer: forget the callback (never called).
+    std::lock_guard lock(retrieve_mu_);
+    retrieves_.erase(body.notify_unique);
+  }
+  return r;
+}
+
+void Session::handle_notify_reply(const abi::fuse_in_header& h, ArgReader a) {
+  RetrieveDone done;
+  {
+    std::lock_guard lock(retrieve_mu_);
+    auto it = retrieves_.find(h.unique);
+    if (it == retrieves_.end()) return;  // not ours (or answered twice)
+    done = std::move(it->second);
+    retrieves_.erase(it);
+  }
+  abi::fuse_notify_retrieve_in in;
+  std::span<const std::byte> data;
+  if (!a.read(&in) || !a.bytes(in.size, &data)) {
+    malformed_.fetch_add(1);
+    return done(Errno(EIO));
+  }
+  done(data);
+}
+
+void Session::fail_retrieves() {
+  std::unordered_map<uint64_t, RetrieveDone> left;
+  {
+    std::lock_guard lock(retrieve_mu_);
+    left.swap(retrieves_);
+  }
+  for (auto& [unique, done] : left) done(Errno(ENOTCONN));
+}
+
+Result<void> Session::poll_wakeup(uint64_t kh) {
+  abi::fuse_notify_poll_wakeup_out body{};
+  body.kh = kh;
+  iovec v{&body, sizeof(body)};
+  return notify(abi::FUSE_NOTIFY_POLL, &v, 1);
 }
 
 }  // namespace zest::server

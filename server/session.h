@@ -20,11 +20,13 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "abi/fuse_abi.h"
 #include "zest/result.h"
 #include "zest/fs/filesystem.h"
+#include "zest/fs/notifier.h"
 #include "server/access_gate.h"
 #include "server/arg_reader.h"
 #include "server/backing.h"
@@ -79,9 +81,15 @@ struct Negotiated {
   // or the writeback cache agreed (then the page cache would not write
   // through). FUSE_DIRECT_IO_ALLOW_MMAP is not agreed then.
   bool always_direct = false;
+  // Capabilities::no_open / no_opendir: OPEN (OPENDIR) is answered ENOSYS
+  // here, which stops the kernel from sending more.
+  bool no_open = false;
+  bool no_opendir = false;
 };
 
-class Session final : public fs::ReplySink {
+// Also the file system's fs::Notifier: notifications are written to the
+// mount's /dev/fuse fd from the calling thread.
+class Session final : public fs::ReplySink, public fs::Notifier {
  public:
   // Bytes a request buffer needs: the largest write plus headers.
   static constexpr size_t kRequestBufferSize = (1u << 20) + 4096;
@@ -133,6 +141,19 @@ class Session final : public fs::ReplySink {
   // not know the inode (not an error for the caller's purpose).
   Result<void> notify_inval_inode(fs::Ino ino, int64_t off, int64_t len);
 
+  // fs::Notifier (zest/fs/notifier.h)
+  Result<void> inval_inode(fs::Ino ino, int64_t off, int64_t len) override {
+    return notify_inval_inode(ino, off, len);
+  }
+  Result<void> inval_entry(fs::Ino parent, std::string_view name) override;
+  Result<void> delete_entry(fs::Ino parent, fs::Ino child, std::string_view name) override;
+  Result<void> store(fs::Ino ino, uint64_t offset, std::span<const std::byte> data) override;
+  Result<void> retrieve(fs::Ino ino, uint64_t offset, uint32_t size,
+                        RetrieveDone done) override;
+  Result<void> poll_wakeup(uint64_t kh) override;
+  // Where notifications go when serve() does not run (tests); -1: nowhere.
+  void set_notify_fd(int fd) { notify_fd_.store(fd); }
+
   bool initialized() const { return initialized_.load(); }
   const Negotiated& negotiated() const { return neg_; }
   const InodeRefs& refs() const { return refs_; }
@@ -168,12 +189,22 @@ class Session final : public fs::ReplySink {
                uint32_t type, uint64_t next_off, const fs::Entry* plus) override;
   void reply_dir(fs::RequestToken) override;
   bool interrupted(fs::RequestToken) const override;
+  void reply_lock(fs::RequestToken, const fs::Lock&) override;
+  void reply_poll(fs::RequestToken, uint32_t revents) override;
+  void reply_bmap(fs::RequestToken, uint64_t block) override;
+  void reply_statx(fs::RequestToken, const fs::StatxAttr&, double timeout) override;
+  bool on_interrupt(fs::RequestToken, fs::InterruptFn fn, void* ctx, uint64_t cookie) override;
 
  private:
   void dispatch(RequestSlot* slot, const abi::fuse_in_header& h, ArgReader a);
   void handle_init(RequestSlot* slot, ArgReader a);
   void handle_interrupt(ArgReader a);
   void handle_forget(uint64_t ino, uint64_t n);
+  void handle_notify_reply(const abi::fuse_in_header& h, ArgReader a);
+  // Writes one notification (header + `count` parts) to the connection.
+  Result<void> notify(abi::fuse_notify_code code, iovec* parts, int count);
+  // Ends every retrieve still waiting for the kernel (ENOTCONN).
+  void fail_retrieves();
   void malformed(RequestSlot* slot, const char* what);
 
   // Sends header + payload for `slot` and hands the slot back.
@@ -223,6 +254,10 @@ class Session final : public fs::ReplySink {
   SessionOptions opts_;
   AccessGate* gate_ = nullptr;
   std::atomic<int> notify_fd_{-1};
+  // Retrieves sent and not yet answered, by their notify_unique.
+  std::mutex retrieve_mu_;
+  std::unordered_map<uint64_t, RetrieveDone> retrieves_;
+  uint64_t next_retrieve_ = 1;
   DiscardSink discard_;
   Negotiated neg_;
   std::atomic<bool> initialized_{false};
