@@ -14,6 +14,10 @@ enum class LogLevel { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 void set_log_level(LogLevel level);
 LogLevel log_level();
 void log_line(LogLevel level, std::string_view text);
+// From now on log lines go to syslog(3) (the journal where systemd runs)
+// under `ident`, with the daemon facility: for a server that left its
+// terminal. Lines on stderr stay where stderr points.
+void log_to_syslog(const char* ident);
 
 template <class... Args>
 void log(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {

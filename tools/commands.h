@@ -22,5 +22,9 @@ int run_program(std::vector<std::string> args);  // execs; returns only on failu
 // `zest` with no arguments: mount the default file system on the default
 // mountpoint, as a daemon, and say where and how to unmount.
 int run_default_mount();
+// mount(8)'s helper: argv[0] is mount.zest (docs/mounting.md).
+int run_mount_helper(int argc, char** argv);
+// `zest SOURCE MOUNTPOINT -o OPTS`, as mount.fuse3 runs it for fuse.zest.
+int run_libfuse_style(int argc, char** argv);
 
 }  // namespace zest::tools

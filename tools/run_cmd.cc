@@ -25,7 +25,7 @@ std::string find_shim() {
   std::error_code ec;
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return "";
-  for (const char* rel : {"../preload/libzest-preload.so", "../lib/zest/libzest-preload.so"}) {
+  for (const char* rel : {"../preload/libzest-preload.so", "../" ZEST_LIBDIR "/zest/libzest-preload.so"}) {
     const std::filesystem::path p = (exe.parent_path() / rel).lexically_normal();
     if (std::filesystem::exists(p, ec)) return p.string();
   }
