@@ -129,6 +129,17 @@ class ApiFs final : public fs::FileSystem {
              bool sleep, bool flock, fs::StatusReply r) override {
     locks.setlk(ino, fh, owner, l, sleep, flock, std::move(r));
   }
+  void statx(const fs::Context&, fs::Ino ino, const uint64_t*, uint32_t, uint32_t mask,
+             fs::StatxReply r) override {
+    ++statxs;
+    std::lock_guard g(mu);
+    if (ino != fs::kRootIno && !nodes.count(ino)) return r.error(ENOENT);
+    fs::StatxAttr a;
+    a.attr = attr(ino);
+    a.btime = {1234, 5678};
+    a.mask = STATX_BASIC_STATS | (mask & STATX_BTIME);
+    r.ok(a, 1000);
+  }
   void poll(const fs::Context&, fs::Ino, uint64_t, uint64_t kh, uint32_t flags, uint32_t events,
             fs::PollReply r) override {
     std::lock_guard g(mu);
@@ -165,6 +176,7 @@ class ApiFs final : public fs::FileSystem {
   fs::LockTable locks;
   std::atomic<int> opens{0};
   std::atomic<int> reads{0};
+  std::atomic<int> statxs{0};
   std::vector<uint32_t> created_groups;
 
  private:
@@ -614,6 +626,24 @@ TEST_F(ApiMountTest, StoreFillsThePageCacheAndRetrieveReadsItBack) {
   EXPECT_EQ(f.get(), "AAHELLOAAAAAAAAA");
   // An inode the kernel does not know.
   EXPECT_EQ(fs.notifier->store(999, 0, std::as_bytes(std::span(hello, 5))).error().value, ENOENT);
+}
+
+// --- statx ------------------------------------------------------------------
+
+// The kernel sends STATX only when the caller wants more than stat(2) gives
+// (STATX_BTIME) and its cache cannot answer.
+TEST_F(ApiMountTest, StatxBringsTheBirthTime) {
+  struct statx sx{};
+  ASSERT_EQ(::statx(AT_FDCWD, path("file").c_str(), AT_STATX_FORCE_SYNC,
+                    STATX_BASIC_STATS | STATX_BTIME, &sx),
+            0)
+      << std::strerror(errno);
+  EXPECT_EQ(fs.statxs.load(), 1);
+  ASSERT_TRUE(sx.stx_mask & STATX_BTIME);
+  EXPECT_EQ(sx.stx_btime.tv_sec, 1234);
+  EXPECT_EQ(sx.stx_btime.tv_nsec, 5678u);
+  EXPECT_EQ(sx.stx_size, 16u);
+  EXPECT_EQ(sx.stx_ino, kFile);
 }
 
 // --- request context --------------------------------------------------------
