@@ -1,5 +1,5 @@
-// pmfs: the crash-consistent persistent-memory file system (layer 5 of
-// shared/DESIGN.md), on the format of docs/format.md.
+// pmfs: the crash-consistent persistent-memory file system (docs/architecture.md),
+// on the format of docs/format.md.
 //
 // Every operation that answers success is durable (its transaction
 // committed, its data persisted before the commit); metadata operations and

@@ -441,7 +441,7 @@ struct Holds final : fs::LayoutHolds {
 
 // Blocks a file frees while its maps are held are not reused until
 // release_held: a stopped client's stale map can never reach another
-// file's data (the delayed free, DESIGN.md).
+// file's data (the delayed free, docs/layouts.md).
 TEST_F(LayoutTest, FreesWaitWhileMapsAreHeld) {
   Holds holds;
   lp().set_holds(&holds);

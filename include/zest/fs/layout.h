@@ -1,7 +1,7 @@
 // Layouts: a file system hands out its block map, so that whoever moves the
 // data (a direct-access client, a pNFS block server) reads and writes the
-// pool itself, and takes it back with a generation (DESIGN.md, "Layouts and
-// direct access"; docs/layouts.md says what is done and what is not).
+// pool itself, and takes it back with a generation (docs/layouts.md;
+// it says what is done and what is not).
 //
 // This is the file system's half: map and commit, and the hook through
 // which the lease manager (layout/) keeps freed blocks from being reused
@@ -105,7 +105,7 @@ class LayoutProvider {
   virtual Status commit(Ino ino, uint64_t generation, std::span<const LayoutExtent> extents,
                         std::optional<uint64_t> new_size, timespec mtime) = 0;
 
-  // Deferred free (DESIGN.md, "the delayed free"): with `holds` set, data
+  // Deferred free (docs/layouts.md, deferred frees): with `holds` set, data
   // blocks a file frees while holds->held(ino) is true are not reused: they
   // wait (DRAM only; on the media they are free) until release_held(ino).
   // The lease manager calls release_held(ino) once held(ino) turned false,
