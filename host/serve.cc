@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -201,32 +202,55 @@ int mount_and_serve(const Plugin& plugin, MountRequest req) {
     error(fmt::format("mount: file system {} has no factory", plugin.name));
     return 1;
   }
-  auto made = plugin.make(mc, &why);
-  if (!made || !made->fs) {
-    error(fmt::format("mount: {}", why.empty() ? (made ? std::string("the file system was not made")
-                                                       : made.error().message())
-                                               : why));
-    return 1;
-  }
-  Instance inst = std::move(*made);
-  if (mo.fsname == "zest") {
-    mo.fsname = !inst.fsname.empty() ? inst.fsname
-                : !req.source.empty() ? req.source
-                                      : plugin.name;
-  }
-  if (!prepare_transport(&cfg)) return 1;
 
-  if (cfg.foreground) {
+  // Makes the file system and mounts it, in the process that serves it: a
+  // daemon forks first, so a file system may start threads when it is made
+  // (threads do not survive fork). *err is "" when the reason was printed.
+  struct Ready {
+    Instance inst;
+    transport::FuseMount mount;
+  };
+  auto prepare = [&](std::string* err) -> std::optional<Ready> {
+    std::string why;
+    auto made = plugin.make(mc, &why);
+    if (!made || !made->fs) {
+      *err = fmt::format("mount: {}", !why.empty() ? why
+                                      : made       ? std::string("the file system was not made")
+                                                   : made.error().message());
+      return std::nullopt;
+    }
+    Ready r{std::move(*made), {}};
+    if (mo.fsname == "zest") {
+      mo.fsname = !r.inst.fsname.empty() ? r.inst.fsname
+                  : !req.source.empty()  ? req.source
+                                         : plugin.name;
+    }
+    if (!prepare_transport(&cfg)) {
+      err->clear();
+      return std::nullopt;
+    }
     auto mount = transport::FuseMount::mount(req.mountpoint, mo, &why);
     if (!mount) {
-      error(fmt::format("mount: {}: {}", req.mountpoint, why));
+      *err = fmt::format("mount: {}: {}", req.mountpoint, why);
+      return std::nullopt;
+    }
+    r.mount = std::move(*mount);
+    return r;
+  };
+
+  if (cfg.foreground) {
+    std::string err;
+    auto ready = prepare(&err);
+    if (!ready) {
+      if (!err.empty()) error(err);
       return 1;
     }
-    return serve(*mount, inst, cfg);
+    return serve(ready->mount, ready->inst, cfg);
   }
 
-  // Daemon: the child mounts and reports back through a pipe, so the parent
-  // exits only once the mount exists (or with the child's error).
+  // Daemon: the child makes the file system, mounts and reports back
+  // through a pipe, so the parent exits only once the mount exists (or with
+  // the child's error).
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     error(fmt::format("mount: pipe: {}", std::strerror(errno)));
@@ -244,10 +268,14 @@ int mount_and_serve(const Plugin& plugin, MountRequest req) {
     ssize_t n;
     while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0) msg.append(buf, n);
     ::close(pipefd[0]);
-    if (msg.rfind("ok", 0) != 0) {
+    if (msg.rfind("ok ", 0) != 0) {
       int status = 0;
       ::waitpid(pid, &status, 0);
-      error(msg.empty() ? "mount: the server exited before mounting" : msg);
+      if (msg.rfind("error ", 0) == 0) {
+        if (msg.size() > 6) error(msg.substr(6));
+      } else {
+        error("mount: the server exited before mounting");
+      }
       return 1;
     }
     std::string where = msg.substr(3);
@@ -259,22 +287,23 @@ int mount_and_serve(const Plugin& plugin, MountRequest req) {
   }
   ::close(pipefd[0]);
   ::setsid();
-  auto mount = transport::FuseMount::mount(req.mountpoint, mo, &why);
+  std::string err;
+  auto ready = prepare(&err);
   std::string report;
-  if (!mount) {
-    report = fmt::format("mount: {}: {}", req.mountpoint, why);
+  if (!ready) {
+    report = "error " + err;
   } else if (!detach_output(cfg, "zest-" + plugin.name)) {
-    report = fmt::format("mount: --log-file {}: {}", cfg.log_file, std::strerror(errno));
-    mount->unmount();
+    report = fmt::format("error mount: --log-file {}: {}", cfg.log_file, std::strerror(errno));
+    ready->mount.unmount();
   } else {
-    report = "ok " + mount->mountpoint();
+    report = "ok " + ready->mount.mountpoint();
   }
   (void)!::write(pipefd[1], report.data(), report.size());
   ::close(pipefd[1]);
-  if (report.rfind("ok", 0) != 0) ::_exit(1);
-  log_info("serving {} on {} (pid {})", plugin.name, mount->mountpoint(), ::getpid());
+  if (!ready || report.rfind("ok ", 0) != 0) ::_exit(1);
+  log_info("serving {} on {} (pid {})", plugin.name, ready->mount.mountpoint(), ::getpid());
   (void)!::chdir("/");
-  int status = serve(*mount, inst, cfg);
+  int status = serve(ready->mount, ready->inst, cfg);
   log_info("{} on {} stopped", plugin.name, req.mountpoint);
   ::_exit(status);
 }

@@ -15,6 +15,7 @@
 #include <future>
 #include <utility>
 
+#include "abi/opcode_name.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "server/encode.h"
@@ -101,7 +102,8 @@ void Session::process(Worker& w, Wire* wire, const abi::fuse_in_header& h,
   s->state.store(RequestSlot::kActive, std::memory_order_relaxed);
 
   if (opts_.debug)
-    log_debug("request unique={} opcode={} nodeid={} len={}", h.unique,
+    log_debug("request unique={} {} (opcode {}) nodeid={} len={}", h.unique,
+              abi::opcode_name(h.opcode),
               h.opcode, h.nodeid, h.len);
 
   if (malformed_why) {
@@ -112,9 +114,11 @@ void Session::process(Worker& w, Wire* wire, const abi::fuse_in_header& h,
     try {
       dispatch(s, h, args);
     } catch (const std::exception& e) {
-      log_error("file system threw on opcode {} (nodeid {}): {}", h.opcode, h.nodeid, e.what());
+      log_error("file system threw in {} (opcode {}, nodeid {}): {}; answered EIO",
+                abi::opcode_name(h.opcode), h.opcode, h.nodeid, e.what());
     } catch (...) {
-      log_error("file system threw on opcode {} (nodeid {})", h.opcode, h.nodeid);
+      log_error("file system threw in {} (opcode {}, nodeid {}); answered EIO",
+                abi::opcode_name(h.opcode), h.opcode, h.nodeid);
     }
   }
 

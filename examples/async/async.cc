@@ -84,8 +84,8 @@ class Async : public FileSystem {
     c.sole_writer = true;
     return c;
   }
-  // The thread starts here, not in the constructor: the plugin's make()
-  // runs before the program becomes a daemon, and a fork keeps no threads.
+  // The thread starts here, once the mount exists: a file system made for
+  // a mount that then fails never starts it.
   void init(const KernelRefs* refs) override {
     refs_ = refs;
     thread_ = std::thread([this] { loop(); });

@@ -66,11 +66,15 @@ pkg_config)
   "$tmp/pc/hello" --help | grep -q -- "--foreground" || fail "hello --help"
   "$tmp/pc/hello" --version | grep -q "zest" || fail "hello --version"
   m=$(new_mountpoint)
-  "$tmp/pc/hello" "$m" || fail "hello $m"
+  "$tmp/pc/hello" --log-file "$tmp/hello.log" "$m" || fail "hello $m"
   check_hello "$m"
   grep -q " $m fuse.zest " /proc/mounts || fail "not in /proc/mounts as fuse.zest"
   "$zest" umount "$m" || fail "zest umount"
   wait_mount "$m" gone || fail "still mounted"
+  # The daemon's log: where it served, and that it stopped.
+  for _ in $(seq 50); do grep -q "stopped" "$tmp/hello.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "serving hello on $m" "$tmp/hello.log" || fail "no start in the daemon's log: $(cat "$tmp/hello.log")"
+  grep -q "hello on $m stopped" "$tmp/hello.log" || fail "no stop in the daemon's log: $(cat "$tmp/hello.log")"
   # Errors name what is wrong.
   out=$("$tmp/pc/hello" "$tmp/nonexistent" 2>&1) && fail "mounting on a missing directory succeeded"
   echo "$out" | grep -q "$tmp/nonexistent" || fail "the error does not name the mountpoint: $out"
@@ -224,18 +228,52 @@ deb)
   command -v dpkg-deb >/dev/null || skip "no dpkg-deb"
   (cd "$build" && cpack -G DEB -B "$tmp/deb" >"$tmp/cpack.log" 2>&1) || { cat "$tmp/cpack.log"; fail "cpack -G DEB"; }
   deb=$(ls "$tmp"/deb/zest_*.deb)
-  dpkg-deb --info "$deb" | grep -q "Depends:.*fuse3" || fail "the package does not depend on fuse3"
-  dpkg-deb --info "$deb" | grep -q "Depends:.*libfmt" || fail "no shared-library dependencies (dpkg-shlibdeps)"
+  dpkg-deb --info "$deb" >"$tmp/info"
+  dpkg-deb --contents "$deb" >"$tmp/contents"
+  grep -q "Depends:.*fuse3" "$tmp/info" || fail "the package does not depend on fuse3"
+  grep -q "Depends:.*libfmt" "$tmp/info" || fail "no shared-library dependencies (dpkg-shlibdeps)"
   for f in ./usr/bin/zest ./usr/sbin/mount.zest ./usr/include/zest/zest.h ./usr/lib/pkgconfig/zest.pc; do
-    dpkg-deb --contents "$deb" | grep -q " $f" || fail "$f is not in the package"
+    grep -q " $f" "$tmp/contents" || fail "$f is not in the package"
   done
-  dpkg-deb --contents "$deb" | grep -q "libzest.so.0" || fail "libzest.so.0 is not in the package"
+  grep -q "libzest.so.0" "$tmp/contents" || fail "libzest.so.0 is not in the package"
   # Installable: apt resolves its dependencies (no change to this system).
   if command -v apt-get >/dev/null; then
     apt-get install -s "$deb" >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log"; fail "apt-get install -s"; }
   fi
   dpkg-deb -x "$deb" "$tmp/root"
   LD_LIBRARY_PATH=$tmp/root/usr/lib "$tmp/root/usr/bin/zest" --version | grep -q "zest " || fail "the packaged zest does not run"
+  ;;
+headers)
+  # Every installed header compiles on its own with only the installed
+  # include directory (no private header leaks into the public API).
+  n=0
+  while IFS= read -r h; do
+    echo "#include <${h#"$prefix/include/"}>" | c++ -std=c++20 -fsyntax-only -Wall -Wextra -Werror \
+      -I"$prefix/include" -x c++ - || fail "$h does not compile alone"
+    n=$((n + 1))
+  done < <(find "$prefix/include/zest" -name '*.h')
+  [ "$n" -ge 10 ] || fail "only $n public headers installed"
+  ;;
+no_pmfs)
+  # The framework alone: no libpmem2 or ISA-L needed, none linked.
+  cmake -S "$src" -B "$tmp/np" -DZEST_PMFS=OFF -DZEST_TESTS=OFF -DZEST_BENCH=OFF \
+    >"$tmp/np.log" 2>&1 || { cat "$tmp/np.log"; fail "configure with -DZEST_PMFS=OFF"; }
+  if grep -qiE '^(PMEM2|ISAL)_' "$tmp/np/CMakeCache.txt"; then fail "libpmem2 or ISA-L was looked for"; fi
+  cmake --build "$tmp/np" --target zest zest_lib hello -j"$(nproc)" >>"$tmp/np.log" 2>&1 \
+    || { tail -50 "$tmp/np.log"; fail "building without pmfs"; }
+  for f in "$tmp/np/tools/zest" "$tmp/np/package/libzest.so"; do
+    if ldd "$f" | grep -qE 'pmem|isal'; then fail "$f links libpmem2 or ISA-L"; fi
+  done
+  "$tmp/np/tools/zest" mount --help | grep -q memfs || fail "zest mount --help"
+  if "$tmp/np/tools/zest" mkfs "$tmp/np-pool" >/dev/null 2>&1; then fail "mkfs without pmfs"; fi
+  m=$(new_mountpoint)
+  "$tmp/np/tools/zest" "$m" 2>/dev/null && fail "zest with one argument mounted"
+  "$tmp/np/tools/zest" mount "$m" || fail "zest mount (memfs, the default without pmfs)"
+  echo hi >"$m/f" && [ "$(cat "$m/f")" = hi ] || fail "memfs without pmfs"
+  "$tmp/np/tools/zest" umount "$m"
+  "$tmp/np/examples/hello" "$m" || fail "hello without pmfs"
+  check_hello "$m"
+  "$tmp/np/tools/zest" umount "$m"
   ;;
 *) fail "unknown case" ;;
 esac

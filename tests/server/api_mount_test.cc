@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,6 +70,8 @@ class ApiFs final : public fs::FileSystem {
   void lookup(const fs::Context&, fs::Ino parent, std::string_view name,
               fs::EntryReply r) override {
     std::lock_guard g(mu);
+    // A plugin bug: the server answers EIO and serves on.
+    if (name == "throws") throw std::runtime_error("a bug in the file system");
     auto it = names.find(std::string(name));
     if (parent != fs::kRootIno || it == names.end()) return r.error(ENOENT);
     r.ok(entry(it->second));
@@ -585,6 +588,22 @@ TEST_F(ApiMountTest, InvalEntryMakesTheKernelLookUpAgain) {
   // A name the kernel does not have cached: ENOENT, harmless.
   auto r = fs.notifier->inval_entry(fs::kRootIno, "never-looked-up");
   EXPECT_TRUE(r.ok() || r.error().value == ENOENT);
+}
+
+TEST_F(ApiMountTest, AnExceptionAnswersEioAndTheMountKeepsWorking) {
+  struct stat st;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(::stat(path("throws").c_str(), &st), -1);
+    ASSERT_EQ(errno, EIO) << "round " << i;
+  }
+  ASSERT_EQ(::stat(path("x").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4);
+  int fd = ::open(path("x").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[8] = {};
+  EXPECT_EQ(::pread(fd, buf, sizeof(buf), 0), 4);
+  EXPECT_EQ(std::string(buf, 4), "five");
+  ::close(fd);
 }
 
 TEST_F(ApiMountTest, DeleteEntryRemovesTheCachedName) {
