@@ -57,7 +57,13 @@ class FileSystem {
   // Called once the kernel connection is up, before any other operation.
   // `refs` stays valid until destroy().
   virtual void init(const KernelRefs* /*refs*/) {}
-  // Called when the kernel connection ends (unmount).
+  // Called when the kernel connection ends (unmount, or a stop signal that
+  // unmounted), after the workers stopped taking requests. Replies still
+  // parked (a blocked SETLKW, an async read) must be completed here, or
+  // they are answered EIO when their reply objects are destroyed. Shutdown
+  // order: destroy(), then the server ends its session, then the plugin's
+  // FileSystem object is destroyed (a completion thread may still answer
+  // until then: the session outlives it).
   virtual void destroy() {}
   // The kernel holds no more references to `ino` (see top of file); a
   // reference may have been handed out again since, so check referenced().
@@ -68,6 +74,15 @@ class FileSystem {
   virtual LayoutProvider* layouts() { return nullptr; }
 
   // --- names ------------------------------------------------------------
+  // lookup: the child `name` of directory `parent` ("." and ".." too, for
+  // NFS export: Capabilities::export_support). Answer an Entry: the kernel
+  // then holds one reference more (see the top of the file) and caches the
+  // name for entry_timeout seconds and the attributes for attr_timeout.
+  // A missing name: error(ENOENT), or ok() with Entry::ino 0 and an
+  // entry_timeout to let the kernel cache the miss (a negative entry; no
+  // reference is taken). Timeouts of 0 make the kernel ask every time: what
+  // a file system whose names change behind the kernel's back needs, or it
+  // invalidates them itself (Notifier::inval_entry).
   virtual void lookup(const Context&, Ino /*parent*/, std::string_view /*name*/,
                       EntryReply r) { r.error(ENOSYS); }
   virtual void mknod(const Context&, Ino /*parent*/, std::string_view /*name*/,
@@ -125,7 +140,11 @@ class FileSystem {
   }
 
   // --- files ------------------------------------------------------------
-  // flags: the open(2) flags. The file system picks the I/O mode.
+  // flags: the open(2) flags (O_CREAT, O_EXCL and O_NOCTTY are the
+  // kernel's; O_TRUNC comes here, and with it the file system truncates).
+  // The file system picks the I/O mode and a handle (OpenInfo::fh) that
+  // comes back on read, write, flush and release. ENOSYS with
+  // Capabilities::no_open: the kernel stops sending opens.
   virtual void open(const Context&, Ino /*ino*/, uint32_t /*flags*/,
                     OpenReply r) { r.error(ENOSYS); }
   virtual void create(const Context&, Ino /*parent*/, std::string_view /*name*/,
@@ -207,7 +226,12 @@ class FileSystem {
   // --- directories ------------------------------------------------------
   virtual void opendir(const Context&, Ino /*ino*/, uint32_t /*flags*/,
                        OpenReply r) { r.ok(OpenInfo{}); }
-  // offset: 0 or a next_off handed out by an earlier add().
+  // offset: 0 or a next_off handed out by an earlier add(). Offsets must
+  // stay valid while entries are added and removed (a listing that unlinks
+  // as it goes must neither skip nor repeat a name that stayed): derive
+  // them from something stable (a cookie per entry), not list positions.
+  // In plus mode (readdirplus) an entry given an Entry counts a kernel
+  // reference like lookup; one given none is just a name.
   virtual void readdir(const Context&, Ino /*ino*/, uint64_t /*fh*/,
                        uint64_t /*offset*/, DirReply r) { r.error(ENOSYS); }
   virtual void releasedir(const Context&, Ino /*ino*/, uint64_t /*fh*/,
