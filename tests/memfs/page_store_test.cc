@@ -110,9 +110,11 @@ TEST_F(FileDataTest, WriteStopsAtCapacityWithShortCount) {
   EXPECT_EQ(m.error().value, ENOSPC);
 }
 
-TEST_F(FileDataTest, SequentialMebibyteIsFast) {
+// 64 MiB written and read back a MiB at a time, each read handing out one
+// iovec per page (no copy). How fast is the benchmarks' business
+// (bench/), not a unit test's.
+TEST_F(FileDataTest, SequentialMebibytesReadWithoutCopy) {
   std::string mib(1 << 20, 'q');
-  auto start = std::chrono::steady_clock::now();
   for (int k = 0; k < 64; ++k) {
     auto n = f_.write(uint64_t(k) << 20, {reinterpret_cast<const std::byte*>(mib.data()), mib.size()});
     ASSERT_TRUE(n);
@@ -121,9 +123,7 @@ TEST_F(FileDataTest, SequentialMebibyteIsFast) {
     ASSERT_EQ(iov.bytes(), 1u << 20);
     ASSERT_EQ(iov.span().size(), 256u);  // one iovec per page, no copy
   }
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(ms, 2000);  // 64 MiB; generous for sanitizer builds
+  EXPECT_EQ(f_.size(), uint64_t(64) << 20);
 }
 
 }  // namespace
