@@ -20,39 +20,15 @@
 
 #include "base/fd.h"
 #include "server/session.h"
+#include "tests/server/raw_protocol.h"
 #include "zest/fs/lock_table.h"
 
 namespace zest::server {
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-class CaptureWire final : public Wire {
- public:
-  Result<void> send(const iovec* iov, int count) override {
-    Bytes b;
-    for (int i = 0; i < count; ++i) {
-      auto* p = static_cast<const std::byte*>(iov[i].iov_base);
-      b.insert(b.end(), p, p + iov[i].iov_len);
-    }
-    std::lock_guard lock(mu);
-    replies.push_back(std::move(b));
-    return {};
-  }
-  Bytes take() {
-    std::lock_guard lock(mu);
-    if (replies.empty()) return {};
-    Bytes b = std::move(replies.front());
-    replies.erase(replies.begin());
-    return b;
-  }
-  size_t pending() {
-    std::lock_guard lock(mu);
-    return replies.size();
-  }
-  std::mutex mu;
-  std::vector<Bytes> replies;
-};
+using testing::Bytes;
+using testing::CaptureWire;
+using testing::Req;
 
 class ApiFs final : public fs::FileSystem {
  public:
@@ -122,49 +98,6 @@ class ApiFs final : public fs::FileSystem {
   std::vector<uint32_t> groups;
   std::string created;
   int opens = 0;
-};
-
-class Req {
- public:
-  Req(uint32_t opcode, uint64_t nodeid, uint64_t unique) {
-    h_.opcode = opcode;
-    h_.nodeid = nodeid;
-    h_.unique = unique;
-  }
-  template <class T>
-  Req& arg(const T& v) {
-    auto* p = reinterpret_cast<const std::byte*>(&v);
-    body_.insert(body_.end(), p, p + sizeof(T));
-    return *this;
-  }
-  Req& name(std::string_view s) {
-    auto* p = reinterpret_cast<const std::byte*>(s.data());
-    body_.insert(body_.end(), p, p + s.size());
-    body_.push_back(std::byte{0});
-    return *this;
-  }
-  // Extension bytes: counted in total_extlen.
-  Req& ext(const Bytes& e) {
-    body_.insert(body_.end(), e.begin(), e.end());
-    h_.total_extlen = static_cast<uint16_t>(e.size() / 8);
-    return *this;
-  }
-  Req& pid(uint32_t p) {
-    h_.pid = p;
-    return *this;
-  }
-  Bytes bytes() const {
-    abi::fuse_in_header h = h_;
-    h.len = static_cast<uint32_t>(sizeof(h) + body_.size());
-    Bytes b(sizeof(h));
-    std::memcpy(b.data(), &h, sizeof(h));
-    b.insert(b.end(), body_.begin(), body_.end());
-    return b;
-  }
-
- private:
-  abi::fuse_in_header h_{};
-  Bytes body_;
 };
 
 int error_of(const Bytes& b) {

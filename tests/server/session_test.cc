@@ -2,6 +2,7 @@
 // decoding, the replies, reference counting, async completion, interrupts,
 // and resilience against malformed input, without a kernel.
 #include "server/session.h"
+#include "tests/server/raw_protocol.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,42 +23,9 @@
 namespace zest::server {
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-class CaptureWire final : public Wire {
- public:
-  Result<void> send(const iovec* iov, int count) override {
-    Bytes b;
-    for (int i = 0; i < count; ++i) {
-      auto* p = static_cast<const std::byte*>(iov[i].iov_base);
-      b.insert(b.end(), p, p + iov[i].iov_len);
-    }
-    std::lock_guard lock(mu);
-    replies.push_back(std::move(b));
-    cv.notify_all();
-    if (fail_next) {
-      fail_next = false;
-      return Errno(ENOENT);
-    }
-    return {};
-  }
-  Bytes wait_one() {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, std::chrono::seconds(5), [&] { return !replies.empty(); });
-    if (replies.empty()) return {};
-    Bytes b = std::move(replies.front());
-    replies.erase(replies.begin());
-    return b;
-  }
-  size_t pending() {
-    std::lock_guard lock(mu);
-    return replies.size();
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<Bytes> replies;
-  bool fail_next = false;
-};
+using testing::Bytes;
+using testing::CaptureWire;
+using testing::Req;
 
 class FakeFs final : public fs::FileSystem {
  public:
@@ -148,39 +116,6 @@ class FakeFs final : public fs::FileSystem {
 };
 
 // Builds one request: header + args.
-class Req {
- public:
-  Req(uint32_t opcode, uint64_t nodeid, uint64_t unique) {
-    h_.opcode = opcode;
-    h_.nodeid = nodeid;
-    h_.unique = unique;
-  }
-  template <class T>
-  Req& arg(const T& v) {
-    auto* p = reinterpret_cast<const std::byte*>(&v);
-    body_.insert(body_.end(), p, p + sizeof(T));
-    return *this;
-  }
-  Req& name(std::string_view s, bool nul = true) {
-    auto* p = reinterpret_cast<const std::byte*>(s.data());
-    body_.insert(body_.end(), p, p + s.size());
-    if (nul) body_.push_back(std::byte{0});
-    return *this;
-  }
-  Bytes bytes(int len_delta = 0) const {
-    abi::fuse_in_header h = h_;
-    h.len = static_cast<uint32_t>(sizeof(h) + body_.size() + len_delta);
-    Bytes b(sizeof(h));
-    std::memcpy(b.data(), &h, sizeof(h));
-    b.insert(b.end(), body_.begin(), body_.end());
-    return b;
-  }
-
- private:
-  abi::fuse_in_header h_{};
-  Bytes body_;
-};
-
 abi::fuse_out_header out_header(const Bytes& b) {
   abi::fuse_out_header h{};
   EXPECT_GE(b.size(), sizeof(h));
