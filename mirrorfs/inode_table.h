@@ -9,14 +9,31 @@
 // Inode numbers are ours (a counter, never reused; the root is 1), not the
 // backing st_ino: the mount may span nothing but one backing file system,
 // but numbers must stay unique across the life of the mount.
+//
+// File handles (NFS export): the kernel may keep one of our numbers in a
+// file handle after it forgot the inode, and later ask for it again
+// (LOOKUP(number, ".")), expecting that very number back. So the table
+// remembers, for each number it handed out, the backing object's own file
+// handle (name_to_handle_at on the backing file system, which carries the
+// object's generation), even after the inode left the table: a remembered
+// number is put back for its object when the kernel asks for it by number
+// (open_by_handle_at) or when a lookup by name finds the object again. One
+// object therefore has one number for the life of the mount, and a number
+// never names another object: a backing (dev, ino) reused for a new object
+// gives a different handle, and the old record is dropped. The records of
+// objects the kernel forgot are kept in least-recently-forgotten order and
+// capped (Options::forgotten_handles); a number past the cap is stale.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "base/fd.h"
@@ -32,6 +49,31 @@ class ProcPath {
 
  private:
   char buf_[32];
+};
+
+// A backing object's file handle on its file system (name_to_handle_at):
+// it names the object for good, generation included. Handles longer than
+// kMaxBytes (none on tmpfs: 12 bytes, ext4: 8, xfs: 8-12, btrfs: 20) are
+// not kept, and such objects' numbers go stale once the kernel forgets them.
+struct BackingHandle {
+  static constexpr size_t kMaxBytes = 24;
+  int type = 0;
+  uint32_t size = 0;                         // bytes used of `bytes`
+  std::array<unsigned char, kMaxBytes> bytes{};  // the rest stay zero
+
+  bool operator==(const BackingHandle&) const = default;
+  // The handle of `fd` (any fd, O_PATH too); nullopt where its file system
+  // has none or it is longer than kMaxBytes.
+  static std::optional<BackingHandle> of(int fd);
+  // open_by_handle_at(mount_fd, this, flags): -1 and errno on failure.
+  int open(int mount_fd, int flags) const;
+};
+
+// What the table remembers of a number it handed out, live or not.
+struct RememberedObject {
+  dev_t dev;
+  ino_t ino;
+  BackingHandle handle;
 };
 
 struct MirrorInode {
@@ -71,17 +113,36 @@ using InodePtr = std::shared_ptr<MirrorInode>;
 class InodeTable {
  public:
   // The table starts with the root: `root_fd` (O_PATH) described by `st`.
-  InodeTable(const struct stat& st, UniqueFd root_fd);
+  // It remembers the handles of at most `max_forgotten` objects the kernel
+  // forgot; handles are only kept for objects on the root's file system
+  // (st_dev), the one open_by_handle_at is given.
+  InodeTable(const struct stat& st, UniqueFd root_fd, size_t max_forgotten);
 
   InodePtr get(fs::Ino ino) const;
-  // Our number for a backing (dev, ino), or 0 when it has no inode.
+  // Our number for a backing (dev, ino), or 0 when it has none (live or
+  // remembered).
   fs::Ino find_backing(dev_t dev, ino_t ino) const;
-  // The inode of the object `st` describes; when there is none, a new one
-  // is made that takes over *fd (*fd is left alone otherwise).
+  // The inode of the object `st` describes (*fd, an O_PATH fd of it); when
+  // none is live, one is made that takes over *fd (*fd is left alone
+  // otherwise), under the object's remembered number when its handle is
+  // the one remembered, else under a new number.
   InodePtr find_or_insert(const struct stat& st, UniqueFd* fd);
-  // Takes `i` out of the table. Caller holds i.mu and has set i.dead.
-  void erase(const MirrorInode& i);
+  // What is remembered of `ino`, when it is not live.
+  std::optional<RememberedObject> forgotten(fs::Ino ino) const;
+  // Puts the forgotten `ino` back for the object `st` describes (*fd, opened
+  // by its remembered handle; taken over when an inode is made). Answers
+  // the live inode, or null when `ino` is no longer remembered or `st` is
+  // not its object.
+  InodePtr revive(fs::Ino ino, const struct stat& st, UniqueFd* fd);
+  // Forgets what is remembered of `ino` (its handle went stale), unless it
+  // is live.
+  void drop_forgotten(fs::Ino ino);
+  // Takes `i` out of the table. Caller holds i.mu and has set i.dead. Its
+  // handle stays remembered unless `gone` (the object has no links left).
+  void erase(const MirrorInode& i, bool gone);
   size_t size() const;
+  // How many numbers are remembered, live or not (for tests).
+  size_t remembered() const;
 
  private:
   struct Key {
@@ -96,10 +157,29 @@ class InodeTable {
     }
   };
 
+  struct Record {
+    RememberedObject object;
+    // Its place in forgotten_ while the number is not live; end() while
+    // it is.
+    std::list<fs::Ino>::iterator lru;
+  };
+
+  InodePtr make_live(fs::Ino ino, const struct stat& st, UniqueFd* fd);
+  void drop_record(std::unordered_map<fs::Ino, Record>::iterator it);
+
   // A leaf lock: nothing else is taken while it is held.
   mutable std::mutex mu_;
+  const dev_t handle_dev_;  // handles are kept for objects on this dev only
+  const size_t max_forgotten_;
+  // The live inodes.
   std::unordered_map<fs::Ino, InodePtr> by_ino_;
+  // (dev, ino) -> number, for every live inode and every remembered one.
   std::unordered_map<Key, fs::Ino, KeyHash> by_backing_;
+  // Every number handed out whose object had a handle, live or not.
+  std::unordered_map<fs::Ino, Record> records_;
+  // The remembered numbers that are not live, least recently forgotten
+  // first: the first to go past max_forgotten_.
+  std::list<fs::Ino> forgotten_;
   fs::Ino next_ino_ = fs::kRootIno + 1;
 };
 

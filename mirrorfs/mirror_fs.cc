@@ -96,7 +96,10 @@ MirrorFs::MirrorFs(const Options& options, const struct stat& root_st,
                    UniqueFd root)
     : opts_(options),
       as_caller_(::geteuid() == 0),
-      table_(root_st, std::move(root)) {}
+      table_(root_st, std::move(root), options.forgotten_handles) {
+  handle_mount_.reset(::openat(get(fs::kRootIno)->path_fd.get(), ".",
+                               O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
 
 MirrorFs::~MirrorFs() = default;
 
@@ -179,11 +182,66 @@ void MirrorFs::reply_child(fs::Ino parent, std::string_view name,
   r.ok(e);
 }
 
+void MirrorFs::reply_self(fs::Ino ino, fs::EntryReply& r) {
+  for (;;) {
+    UniqueFd fd;
+    if (InodePtr live = get(ino)) {
+      fd.reset(::fcntl(live->path_fd.get(), F_DUPFD_CLOEXEC, 0));
+      if (!fd) return r.error(errno);
+      std::unique_lock<std::mutex> lock;
+      fs::Entry e;
+      auto i = acquire(std::move(fd), &lock, &e);
+      if (!i) return r.error(i.error().value);
+      // Removed (its FORGET may still be on the way): the kernel only asks
+      // for a number it no longer caches, so nothing through the mount can
+      // reach the object but a stale handle.
+      if (e.ino == ino && e.attr.nlink == 0) return r.error(ESTALE);
+      if (e.ino == ino) return r.ok(e);
+      // Forgotten meanwhile with no links left: a new number, which the
+      // kernel would refuse (it wants the handle's own), and must not keep.
+      drop_if_unreferenced(**i);
+      return r.error(ESTALE);
+    }
+    auto o = table_.forgotten(ino);
+    if (!o) {
+      if (get(ino)) continue;  // made live meanwhile
+      return r.error(ESTALE);
+    }
+    if (!handle_mount_) return r.error(ESTALE);
+    fd.reset(o->handle.open(handle_mount_.get(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+      // ESTALE: the object is gone. EPERM: no CAP_DAC_READ_SEARCH (a server
+      // not running as root), so forgotten numbers cannot be found again.
+      const int err = errno;
+      if (err == ESTALE) table_.drop_forgotten(ino);
+      if (err == ESTALE || err == EPERM) return r.error(ESTALE);
+      return r.error(err);
+    }
+    struct stat st;
+    if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+      return r.error(errno);
+    if (st.st_nlink == 0) {  // removed, but open elsewhere
+      table_.drop_forgotten(ino);
+      return r.error(ESTALE);
+    }
+    InodePtr i = table_.revive(ino, st, &fd);
+    if (!i) return r.error(ESTALE);
+    std::unique_lock lock(i->mu);
+    if (i->dead) continue;  // forgotten again meanwhile: look again
+    return r.ok(entry_of(st, ino));
+  }
+}
+
 void MirrorFs::drop_if_unreferenced(MirrorInode& i) {
   if (i.ino == fs::kRootIno || i.dead) return;
   if (refs_ && refs_->referenced(i.ino)) return;
   i.dead = true;
-  table_.erase(i);
+  // An object with no links left (removed) is forgotten for good: its
+  // number must go stale, and its handle will (ESTALE once we close it).
+  struct stat st;
+  bool gone = ::fstatat(i.path_fd.get(), "", &st, AT_EMPTY_PATH) == 0 &&
+              st.st_nlink == 0;
+  table_.erase(i, gone);
 }
 
 void MirrorFs::forget(fs::Ino ino) {
@@ -195,6 +253,7 @@ void MirrorFs::forget(fs::Ino ino) {
 
 void MirrorFs::lookup(const fs::Context&, fs::Ino parent, std::string_view name,
                       fs::EntryReply r) {
+  if (name == ".") return reply_self(parent, r);
   reply_child(parent, name, r);
 }
 

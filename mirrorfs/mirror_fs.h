@@ -148,6 +148,11 @@ class MirrorFs final : public fs::FileSystem {
                                  fs::Entry* entry);
   // Looks `name` up in `parent` and answers with its entry.
   void reply_child(fs::Ino parent, std::string_view name, fs::EntryReply& r);
+  // LOOKUP(ino, "."): how the kernel finds a number from a file handle
+  // again after it forgot the inode. A forgotten number is reopened by its
+  // remembered backing handle and answered under that same number (the
+  // kernel checks it); ESTALE when the object is gone or not remembered.
+  void reply_self(fs::Ino ino, fs::EntryReply& r);
   // Takes `i` out of the table when the kernel holds no reference to it.
   // Caller holds i.mu.
   void drop_if_unreferenced(MirrorInode& i);
@@ -169,6 +174,10 @@ class MirrorFs final : public fs::FileSystem {
   // Root runs the creating calls as the caller (CallerCreds).
   const bool as_caller_;
   InodeTable table_;
+  // The backing root opened for reading: the mount fd open_by_handle_at
+  // wants (an O_PATH fd is refused). Unset when it cannot be opened; then
+  // forgotten numbers are stale.
+  UniqueFd handle_mount_;
 };
 
 // The OpenFile / DirHandle behind an fh.

@@ -44,6 +44,12 @@ struct Options {
   // backing directory behind the mount's back show up after this long.
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
+  // File handles (NFS export): how many objects the kernel forgot mirrorfs
+  // still finds by number, through their backing file handles (about 180
+  // bytes each: 45 MiB at the default; README.md, "File handles"). Past it,
+  // the least recently forgotten object's number is stale (ESTALE); a
+  // lookup by name then gives the object a new number.
+  size_t forgotten_handles = size_t{1} << 18;
 };
 
 // Opens `options.source` and builds the file system. On error *why says

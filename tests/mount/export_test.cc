@@ -3,7 +3,9 @@
 // the kernel dropped every cached inode (the kernel then asks the file
 // system for LOOKUP(ino, ".")), for files, directories and symlinks; a
 // handle to a removed file is ESTALE, never another file; on pmfs a handle
-// survives a remount (inode numbers and generations are on the pool).
+// survives a remount (inode numbers and generations are on the pool). On
+// mirrorfs (built as export_test_mirrorfs) the numbers are found again through
+// the backing objects' own handles, and one object keeps one number.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -62,6 +64,8 @@ class ExportTest : public ::testing::Test {
     ASSERT_TRUE(f);
     ASSERT_EQ(::write(f.get(), "content", 7), 7);
     ASSERT_EQ(::symlink("f", (root_ + "/d/l").c_str()), 0);
+    ASSERT_EQ(::mkdir((root_ + "/d/e").c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((root_ + "/d/e/g").c_str(), 0755), 0);
   }
   // Opens a handle through the mount; -errno on failure.
   int OpenHandle(Handle& h, int flags) {
@@ -84,8 +88,11 @@ TEST_F(ExportTest, HandlesOpenAfterTheKernelForgotTheInodes) {
     const char* rel;
     int flags;
   };
+  // A nested directory: the kernel reconnects it to the root through
+  // LOOKUP(dir, "..") for each level.
   std::vector<Case> cases = {{"/d", O_RDONLY | O_DIRECTORY}, {"/d/f", O_RDONLY},
-                             {"/d/l", O_PATH | O_NOFOLLOW}, {"", O_RDONLY | O_DIRECTORY}};
+                             {"/d/l", O_PATH | O_NOFOLLOW}, {"", O_RDONLY | O_DIRECTORY},
+                             {"/d/e/g", O_RDONLY | O_DIRECTORY}};
   std::vector<Handle> handles;
   std::vector<ino_t> inos;
   for (auto& c : cases) {
@@ -106,7 +113,30 @@ TEST_F(ExportTest, HandlesOpenAfterTheKernelForgotTheInodes) {
       EXPECT_EQ(::pread(fd, buf, sizeof buf, 0), 7);
       EXPECT_STREQ(buf, "content");
     }
+    if (std::string(cases[k].rel) == "/d/e/g") {
+      struct stat up {};
+      ASSERT_EQ(::fstatat(fd, "..", &up, 0), 0);
+      EXPECT_EQ(up.st_ino, Ino(root_ + "/d/e"));
+    }
   }
+  // And by name the same numbers again: one object, one number.
+  for (size_t k = 0; k < cases.size(); ++k) EXPECT_EQ(Ino(root_ + cases[k].rel), inos[k]) << cases[k].rel;
+}
+
+TEST_F(ExportTest, HardLinksShareOneHandle) {
+  ASSERT_EQ(::link((root_ + "/d/f").c_str(), (root_ + "/d/h").c_str()), 0);
+  Handle hf = HandleOf(root_ + "/d/f");
+  ASSERT_FALSE(hf.bytes.empty());
+  DropCaches();
+  Handle hh = HandleOf(root_ + "/d/h");
+  EXPECT_EQ(hf.bytes, hh.bytes);
+  int fd = OpenHandle(hf, O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(-fd);
+  UniqueFd guard(fd);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_ino, Ino(root_ + "/d/h"));
+  EXPECT_EQ(st.st_nlink, 2u);
 }
 
 TEST_F(ExportTest, HandleOfARemovedFileIsStale) {
@@ -126,8 +156,55 @@ TEST_F(ExportTest, HandleOfARemovedFileIsStale) {
   EXPECT_EQ(fd, -ESTALE);
 }
 
+// mirrorfs: objects removed or replaced in the backing directory, behind
+// the mount's back, while the kernel had forgotten them.
+TEST_F(ExportTest, MirrorfsHandleOfAnObjectRemovedBehindTheMountIsStale) {
+  if (std::string(ZEST_TEST_FS) != "mirrorfs") GTEST_SKIP() << "needs a backing directory";
+  const std::string backing = mount_->source();
+  Handle hf = HandleOf(root_ + "/d/f"), hd = HandleOf(root_ + "/d/e/g");
+  ASSERT_FALSE(hf.bytes.empty());
+  ASSERT_FALSE(hd.bytes.empty());
+  DropCaches();
+  ASSERT_EQ(::unlink((backing + "/d/f").c_str()), 0);
+  ASSERT_EQ(::rmdir((backing + "/d/e/g").c_str()), 0);
+  // New objects in their places (tmpfs may give them the old inode
+  // numbers): the handles must not open them.
+  UniqueFd f(::open((backing + "/d/f").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+  ASSERT_TRUE(f);
+  ASSERT_EQ(::mkdir((backing + "/d/e/g").c_str(), 0755), 0);
+  for (auto* h : {&hf, &hd}) {
+    int fd = OpenHandle(*h, O_PATH);
+    if (fd >= 0) ::close(fd);
+    EXPECT_EQ(fd, -ESTALE);
+  }
+  // And the new objects are found by name.
+  struct stat st {};
+  EXPECT_EQ(::stat((root_ + "/d/f").c_str(), &st), 0);
+  EXPECT_EQ(::stat((root_ + "/d/e/g").c_str(), &st), 0);
+}
+
+// mirrorfs: a file renamed in the backing directory keeps its handle.
+TEST_F(ExportTest, MirrorfsHandleFollowsARenameBehindTheMount) {
+  if (std::string(ZEST_TEST_FS) != "mirrorfs") GTEST_SKIP() << "needs a backing directory";
+  const std::string backing = mount_->source();
+  Handle hf = HandleOf(root_ + "/d/f");
+  ASSERT_FALSE(hf.bytes.empty());
+  ino_t ino = Ino(root_ + "/d/f");
+  DropCaches();
+  ASSERT_EQ(::rename((backing + "/d/f").c_str(), (backing + "/d/e/moved").c_str()), 0);
+  int fd = OpenHandle(hf, O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(-fd);
+  UniqueFd guard(fd);
+  char buf[16] = {};
+  EXPECT_EQ(::pread(fd, buf, sizeof buf, 0), 7);
+  EXPECT_EQ(Ino(root_ + "/d/e/moved"), ino);
+}
+
 TEST_F(ExportTest, PmfsHandlesSurviveARemount) {
-  if (std::string(ZEST_TEST_FS) != "pmfs") GTEST_SKIP() << "memfs keeps nothing across mounts";
+  if (std::string(ZEST_TEST_FS) == "memfs") GTEST_SKIP() << "memfs keeps nothing across mounts";
+  if (std::string(ZEST_TEST_FS) == "mirrorfs")
+    GTEST_SKIP() << "mirrorfs numbers its inodes anew at each mount (a counter), so "
+                    "handles do not survive a remount";
   Handle hf = HandleOf(root_ + "/d/f"), hd = HandleOf(root_ + "/d");
   ASSERT_FALSE(hf.bytes.empty());
   std::string err;
