@@ -96,6 +96,13 @@ Result<Instance> make_mirrorfs(const MountConfig& mc, std::string* why) {
       o.splice = false;
     } else if (opt == "noxattr") {
       o.xattr = false;
+    } else if (opt.rfind("forgotten_handles=", 0) == 0) {
+      uint32_t n = 0;
+      if (!parse_u32(std::string_view(opt).substr(18), &n)) {
+        *why = fmt::format("bad value in -o {}", opt);
+        return Errno(EINVAL);
+      }
+      o.forgotten_handles = n;
     } else if (opt.rfind("splice_min=", 0) == 0) {
       if (!parse_u32(std::string_view(opt).substr(11), &o.splice_min)) {
         *why = fmt::format("bad value in -o {}", opt);
@@ -161,7 +168,9 @@ void register_builtin_file_systems() {
                        "  backing file, not copied, when of splice_min=N bytes or more,\n"
                        "  default 32768), nosplice (always copied),\n"
                        "  noxattr (no extended attributes: ENOSYS, so passthrough writes\n"
-                       "  need no security.capability lookup in the server)",
+                       "  need no security.capability lookup in the server),\n"
+                       "  forgotten_handles=N (file handles of forgotten inodes kept for NFS\n"
+                       "  export, about 180 bytes each; default 262144)",
                    .source = Plugin::Source::kRequired,
                    .source_name = "DIR",
                    .make = make_mirrorfs});
