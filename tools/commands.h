@@ -18,6 +18,9 @@ std::function<int()> add_fsck_command(CLI::App& app);
 std::function<int()> add_stat_command(CLI::App& app);
 // `zest run CMD...`: CMD with libzest-preload.so (docs/preload.md).
 std::function<int()> add_run_command(CLI::App& app);
+// `zest export MOUNTPOINT`: serve a zest mount over NFS through NFS-Ganesha
+// (docs/export.md).
+std::function<int()> add_export_command(CLI::App& app);
 int run_program(std::vector<std::string> args);  // execs; returns only on failure
 // `zest` with no arguments: mount the default file system on the default
 // mountpoint, as a daemon, and say where and how to unmount.

@@ -1,6 +1,7 @@
 // zest: mount, unmount, make, check and describe zest file systems.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,7 +18,8 @@ int main(int argc, char** argv) {
   std::string self = argc > 0 ? argv[0] : "zest";
   if (self.rfind('/') != std::string::npos) self = self.substr(self.rfind('/') + 1);
   if (self == "mount.zest") return zest::tools::run_mount_helper(argc, argv);
-  const std::vector<std::string> subcommands{"mount", "umount", "mkfs", "fsck", "stat", "run"};
+  const std::vector<std::string> subcommands{"mount", "umount", "mkfs", "fsck",
+                                             "stat",  "run",    "export"};
   // `zest run [--] COMMAND ...`: the command's arguments are its own.
   if (argc >= 3 && std::string(argv[1]) == "run" && std::string(argv[2]) != "--help" &&
       std::string(argv[2]) != "-h")
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   auto run_stat = zest::tools::add_stat_command(app);
 #endif
   auto run_run = zest::tools::add_run_command(app);
+  auto run_export = zest::tools::add_export_command(app);
   app.footer("With no arguments, zest mounts the default file system on the "
              "default mountpoint.");
   try {
@@ -54,5 +57,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("stat")) return run_stat();
 #endif
   if (app.got_subcommand("run")) return run_run();
+  if (app.got_subcommand("export")) return run_export();
   return zest::tools::run_default_mount();
 }
