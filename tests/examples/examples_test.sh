@@ -186,7 +186,7 @@ memory)
   o=$(oracle_dir)
   m=$(new_mountpoint)
   "$prog" "$m" || fail "$prog $m"
-  findmnt -n -o FSTYPE "$m" | grep -qx fuse.zest || fail "not a zest mount"
+  grep -qx fuse.zest <<<"$(findmnt -n -o FSTYPE "$m")" || fail "not a zest mount"
   coreutils_script "$o" || fail "the script failed on tmpfs"
   coreutils_script "$m" || fail "the script failed on the mount"
   compare_trees "$m" "$o"
@@ -236,7 +236,7 @@ passthrough)
   echo "from behind" >"$src/behind"
   [ "$(cat "$m/behind")" = "from behind" ] || fail "a file created in SOURCE is not seen"
   out=$("$prog" "$tmp/nonexistent" "$(new_mountpoint)" 2>&1) && fail "mounted a missing SOURCE"
-  echo "$out" | grep -q "$tmp/nonexistent" || fail "the error does not name SOURCE: $out"
+  grep -q "$tmp/nonexistent" <<<"$(echo "$out")" || fail "the error does not name SOURCE: $out"
   unmount "$m"
   # Passthrough: reads do not reach the server (no READ, opcode 15, in the
   # debug log) unless the server said it serves such opens itself.

@@ -156,7 +156,7 @@ for fs in $fss; do
   step "$fs: list"
   echo x >"$mnt/owned"
   chown 1234:5678 "$mnt/owned"
-  nfs-ls "$(url "" "$v4")" | grep -qE ' 1234 +5678 .* owned$' || fail "$fs: numeric owners not shown"
+  grep -qE ' 1234 +5678 .* owned$' <<<"$(nfs-ls "$(url "" "$v4")")" || fail "$fs: numeric owners not shown"
   for v in "$v3" "$v4"; do
     listing=$(nfs-ls "$(url "" "$v")")
     for n in big small one empty dir; do
@@ -164,7 +164,7 @@ for fs in $fss; do
     done
     size=$(awk '$NF=="big"{print $5}' <<<"$listing")
     [ "$size" = 3000001 ] || fail "$fs: big listed with size '$size': $listing"
-    nfs-ls "$(url dir/sub/ "$v")" | grep -qE ' local$' || fail "$fs: dir/sub/local not listed"
+    grep -qE ' local$' <<<"$(nfs-ls "$(url dir/sub/ "$v")")" || fail "$fs: dir/sub/local not listed"
   done
 
   step "$fs: 8 concurrent clients"
@@ -201,7 +201,7 @@ for fs in $fss; do
     sync
     echo 3 >/proc/sys/vm/drop_caches
     nfs-cat "$(url big "$v4")" | cmp "$tmp/big" - || fail "$fs: big differs after drop_caches"
-    nfs-ls "$(url dir/sub/ "$v4")" | grep -qE ' nfs$' || fail "$fs: dir/sub not listable after drop_caches"
+    grep -qE ' nfs$' <<<"$(nfs-ls "$(url dir/sub/ "$v4")")" || fail "$fs: dir/sub not listable after drop_caches"
     nfs-cat "$(url dir/sub/nfs "$v3")" | cmp "$tmp/big" - || fail "$fs: dir/sub/nfs differs after drop_caches"
     sleep 0.2
   done
@@ -215,7 +215,7 @@ for fs in $fss; do
     head -c 777777 /dev/urandom >"$tmp/kept"
     nfs-cp "$tmp/kept" "$(url kept "$v3")" >/dev/null || fail "nfs-cp kept"
     nfs-cp "$tmp/small" "$(url kept4 "$v4")" >/dev/null || fail "nfs-cp kept4"
-    "$zest" export --stop "$pm" | grep -q stopped || fail "--stop pm"
+    grep -q stopped <<<"$("$zest" export --stop "$pm")" || fail "--stop pm"
     "$zest" umount "$pm"
     # The server lets go of the pool a moment after the unmount.
     for i in $(seq 50); do "$zest" mount "$pool" "$pm" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -228,7 +228,7 @@ for fs in $fss; do
   fi
 
   step "$fs: --stop"
-  "$zest" export --stop "$mnt" | grep -q stopped || fail "--stop $fs"
+  grep -q stopped <<<"$("$zest" export --stop "$mnt")" || fail "--stop $fs"
   out=$("$zest" export --stop "$mnt" 2>&1) && fail "a second --stop succeeded"
   nfs-ls "$(url "" "$v4")" >/dev/null 2>&1 && fail "the $fs export still answers after --stop"
 done

@@ -63,8 +63,8 @@ pkg_config)
   [ "$(pkg-config --modversion zest)" = "$("$zest" --version | awk '{print $2}')" ] \
     || fail "pkg-config --modversion zest ($(pkg-config --modversion zest)) is not zest --version ($("$zest" --version))"
   build_hello_pkgconfig
-  "$tmp/pc/hello" --help | grep -q -- "--foreground" || fail "hello --help"
-  "$tmp/pc/hello" --version | grep -q "zest" || fail "hello --version"
+  grep -q -- "--foreground" <<<"$("$tmp/pc/hello" --help)" || fail "hello --help"
+  grep -q "zest" <<<"$("$tmp/pc/hello" --version)" || fail "hello --version"
   m=$(new_mountpoint)
   "$tmp/pc/hello" --log-file "$tmp/hello.log" "$m" || fail "hello $m"
   check_hello "$m"
@@ -77,9 +77,9 @@ pkg_config)
   grep -q "hello on $m stopped" "$tmp/hello.log" || fail "no stop in the daemon's log: $(cat "$tmp/hello.log")"
   # Errors name what is wrong.
   out=$("$tmp/pc/hello" "$tmp/nonexistent" 2>&1) && fail "mounting on a missing directory succeeded"
-  echo "$out" | grep -q "$tmp/nonexistent" || fail "the error does not name the mountpoint: $out"
+  grep -q "$tmp/nonexistent" <<<"$(echo "$out")" || fail "the error does not name the mountpoint: $out"
   out=$("$tmp/pc/hello" -o bogus "$m" 2>&1) && fail "an unknown option was accepted"
-  echo "$out" | grep -q "bogus" || fail "the error does not name the option: $out"
+  grep -q "bogus" <<<"$(echo "$out")" || fail "the error does not name the option: $out"
   ;;
 find_package)
   mkdir -p "$tmp/cm"
@@ -93,7 +93,7 @@ EOC
   cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/cm.log" 2>&1 \
     || { cat "$tmp/cm.log"; fail "find_package(zest)"; }
   cmake --build "$tmp/cm/build" >>"$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log"; fail "building against zest::zest"; }
-  ldd "$tmp/cm/build/hello" | grep -q "libzest.so.0 => $libdir/libzest.so.0" || fail "hello does not use the installed libzest.so.0: $(ldd "$tmp/cm/build/hello")"
+  grep -q "libzest.so.0 => $libdir/libzest.so.0" <<<"$(ldd "$tmp/cm/build/hello")" || fail "hello does not use the installed libzest.so.0: $(ldd "$tmp/cm/build/hello")"
   m=$(new_mountpoint)
   "$tmp/cm/build/hello" "$m" || fail "hello $m"
   check_hello "$m"
@@ -112,7 +112,7 @@ EOC
   cmake -S "$tmp/st" -B "$tmp/st/build" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/st.log" 2>&1 \
     || { cat "$tmp/st.log"; fail "find_package(zest)"; }
   cmake --build "$tmp/st/build" >>"$tmp/st.log" 2>&1 || { cat "$tmp/st.log"; fail "building against zest::zest_static"; }
-  if ldd "$tmp/st/build/hello" | grep -q libzest; then fail "zest_static linked libzest.so"; fi
+  if grep -q libzest <<<"$(ldd "$tmp/st/build/hello")"; then fail "zest_static linked libzest.so"; fi
   m=$(new_mountpoint)
   "$tmp/st/build/hello" -f "$m" & pid=$!
   wait_mount "$m" || fail "hello -f did not mount"
@@ -131,9 +131,9 @@ plugin)
   check_hello "$m"
   "$zest" umount "$m"; wait_mount "$m" gone || fail "still mounted"
   out=$("$zest" mount --fs nosuchfs "$m" 2>&1) && fail "an unknown file system mounted"
-  echo "$out" | grep -q "nosuchfs" || fail "the error does not name the file system: $out"
+  grep -q "nosuchfs" <<<"$(echo "$out")" || fail "the error does not name the file system: $out"
   out=$("$zest" mount --fs /bin/true "$m" 2>&1) && fail "a non-plugin loaded"
-  echo "$out" | grep -q "/bin/true" || fail "the error does not name the object: $out"
+  grep -q "/bin/true" <<<"$(echo "$out")" || fail "the error does not name the object: $out"
   ;;
 mount_helper|fstab|fuse_zest)
   command -v unshare >/dev/null || skip "no unshare(1)"
@@ -160,7 +160,7 @@ case $case_name in
 mount_helper)
   mount -t zest -o fs=memfs none "$m"
   echo hi >"$m/f"; [ "\$(cat "$m/f")" = hi ]
-  findmnt -n -o FSTYPE "$m" | grep -qx fuse.zest
+  grep -qx fuse.zest <<<"\$(findmnt -n -o FSTYPE "$m")"
   mount -t zest "$tmp/pool" "$m2"
   echo durable >"$m2/f"
   umount "$m2"
@@ -177,7 +177,7 @@ fstab)
   mount -T "$tmp/fstab" "$m"
   echo hi >"$m/f"; [ "\$(cat "$m/f")" = hi ]
   mount -T "$tmp/fstab" "$m2"
-  findmnt -n -o OPTIONS "$m2" | grep -q noatime
+  grep -q noatime <<<"\$(findmnt -n -o OPTIONS "$m2")"
   echo x >"$m2/x"
   ;;
 fuse_zest)
@@ -215,7 +215,7 @@ as_nobody "$tmp/pc/hello" "$m" || { echo "an unprivileged mount through fusermou
 [ "\$(as_nobody cat "$m/hello")" = "Hello, world!" ] || { echo "the owner cannot read" >&2; exit 1; }
 # No allow_other by default for a user's mount: not even root gets in.
 if cat "$m/hello" >/dev/null 2>&1; then echo "root could read a user's mount without allow_other" >&2; exit 1; fi
-grep " $m " /proc/mounts | grep -q "user_id=65534" || { echo "not mounted as user 65534" >&2; exit 1; }
+grep -q "user_id=65534" <<<"\$(grep " $m " /proc/mounts)" || { echo "not mounted as user 65534" >&2; exit 1; }
 as_nobody fusermount3 -u "$m" || { echo "fusermount3 -u by its owner failed" >&2; exit 1; }
 EOC
   rc=0
@@ -241,7 +241,7 @@ deb)
     apt-get install -s "$deb" >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log"; fail "apt-get install -s"; }
   fi
   dpkg-deb -x "$deb" "$tmp/root"
-  LD_LIBRARY_PATH=$tmp/root/usr/lib "$tmp/root/usr/bin/zest" --version | grep -q "zest " || fail "the packaged zest does not run"
+  grep -q "zest " <<<"$(LD_LIBRARY_PATH=$tmp/root/usr/lib "$tmp/root/usr/bin/zest" --version)" || fail "the packaged zest does not run"
   ;;
 headers)
   # Every installed header compiles on its own with only the installed
@@ -262,9 +262,9 @@ no_pmfs)
   cmake --build "$tmp/np" --target zest zest_lib hello -j"$(nproc)" >>"$tmp/np.log" 2>&1 \
     || { tail -50 "$tmp/np.log"; fail "building without pmfs"; }
   for f in "$tmp/np/tools/zest" "$tmp/np/package/libzest.so"; do
-    if ldd "$f" | grep -qE 'pmem|isal'; then fail "$f links libpmem2 or ISA-L"; fi
+    if grep -qE 'pmem|isal' <<<"$(ldd "$f")"; then fail "$f links libpmem2 or ISA-L"; fi
   done
-  "$tmp/np/tools/zest" mount --help | grep -q memfs || fail "zest mount --help"
+  grep -q memfs <<<"$("$tmp/np/tools/zest" mount --help)" || fail "zest mount --help"
   if "$tmp/np/tools/zest" mkfs "$tmp/np-pool" >/dev/null 2>&1; then fail "mkfs without pmfs"; fi
   m=$(new_mountpoint)
   "$tmp/np/tools/zest" "$m" 2>/dev/null && fail "zest with one argument mounted"
