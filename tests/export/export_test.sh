@@ -5,10 +5,16 @@
 # namespace of the test's own (a veth pair, a private /run for Ganesha's
 # and rpcbind's state), so nothing reaches the host's network.
 #
-# Usage: export_test.sh ZEST   (exit 77: skipped, with the reason)
+# NFS_OPS (tests/export/nfs_ops.c, built where libnfs-dev is found) does
+# the rename, unlink, mkdir and rmdir libnfs-utils has no tool for;
+# without it those checks alone are skipped, with a message.
+#
+# Usage: export_test.sh ZEST [NFS_OPS]   (exit 77: skipped, with the reason)
 set -euo pipefail
 
-zest=$(realpath "${1:?usage: export_test.sh ZEST}")
+zest=$(realpath "${1:?usage: export_test.sh ZEST [NFS_OPS]}")
+nfs_ops=""
+[ -n "${2:-}" ] && [ -x "$2" ] && nfs_ops=$(realpath "$2")
 skip() { echo "SKIP: $*"; exit 77; }
 
 if [ -z "${ZEST_EXPORT_TEST_INNER:-}" ]; then
@@ -25,7 +31,7 @@ if [ -z "${ZEST_EXPORT_TEST_INNER:-}" ]; then
   unshare -n -m true 2>/dev/null || skip "cannot create network and mount namespaces"
   # The test proper runs in its own network and mount namespaces; they and
   # everything in them (veth pair, mounts of /run) end with it.
-  exec env ZEST_EXPORT_TEST_INNER=1 unshare -n -m --propagation private "$0" "$zest"
+  exec env ZEST_EXPORT_TEST_INNER=1 unshare -n -m --propagation private "$0" "$zest" ${nfs_ops:+"$nfs_ops"}
 fi
 
 # --- inside the namespaces -------------------------------------------------
@@ -166,6 +172,58 @@ for fs in $fss; do
     [ "$size" = 3000001 ] || fail "$fs: big listed with size '$size': $listing"
     grep -qE ' local$' <<<"$(nfs-ls "$(url dir/sub/ "$v")")" || fail "$fs: dir/sub/local not listed"
   done
+
+  if [ -n "$nfs_ops" ]; then
+    step "$fs: mkdir, rename, unlink, rmdir over NFSv3 and NFSv4"
+    for v in "$v3" "$v4"; do
+      d=ops${v##*=}
+      ops() { "$nfs_ops" "$v" "$@"; }
+      ops mkdir $d || fail "$fs: mkdir $d over $v"
+      [ -d "$mnt/$d" ] || fail "$fs: $d made over NFS is not a directory in the mount"
+      grep -qE "^d.* $d\$" <<<"$(nfs-ls "$(url "" "$v")")" || fail "$fs: $d not listed as a directory"
+      ops mkdir $d >/dev/null 2>&1 && fail "$fs: mkdir over an existing $d succeeded"
+      ops mkdir $d/sub || fail "$fs: mkdir $d/sub"
+      nfs-cp "$tmp/small" "$(url $d/a "$v")" >/dev/null || fail "$fs: nfs-cp $d/a"
+      nfs-cp "$tmp/one" "$(url $d/b "$v")" >/dev/null || fail "$fs: nfs-cp $d/b"
+
+      # rename to a new name: the old one is gone, the new one has the bytes.
+      ops rename $d/a $d/c || fail "$fs: rename $d/a $d/c over $v"
+      listing=$(nfs-ls "$(url $d/ "$v")")
+      grep -qE ' a$' <<<"$listing" && fail "$fs: $d/a still listed after the rename: $listing"
+      grep -qE ' c$' <<<"$listing" || fail "$fs: $d/c not listed after the rename: $listing"
+      nfs-cat "$(url $d/a "$v")" >/dev/null 2>&1 && fail "$fs: $d/a still readable after the rename"
+      nfs-cat "$(url $d/c "$v")" | cmp "$tmp/small" - || fail "$fs: $d/c differs after the rename"
+      [ ! -e "$mnt/$d/a" ] || fail "$fs: $mnt/$d/a still in the mount after the rename"
+      cmp "$tmp/small" "$mnt/$d/c" || fail "$fs: $mnt/$d/c differs after the rename"
+      [ "$(ops stat $d/c)" = 2999 ] || fail "$fs: stat $d/c: '$(ops stat $d/c 2>&1)'"
+
+      # rename over an existing name replaces it.
+      ops rename $d/c $d/b || fail "$fs: rename $d/c over $d/b"
+      listing=$(nfs-ls "$(url $d/ "$v")")
+      grep -qE ' c$' <<<"$listing" && fail "$fs: $d/c still listed after the rename over b: $listing"
+      nfs-cat "$(url $d/b "$v")" | cmp "$tmp/small" - || fail "$fs: $d/b not replaced by the rename"
+      cmp "$tmp/small" "$mnt/$d/b" || fail "$fs: $mnt/$d/b not replaced by the rename"
+      [ ! -e "$mnt/$d/c" ] || fail "$fs: $mnt/$d/c still in the mount"
+
+      # rename into a subdirectory.
+      ops rename $d/b $d/sub/b || fail "$fs: rename $d/b $d/sub/b"
+      [ ! -e "$mnt/$d/b" ] && cmp "$tmp/small" "$mnt/$d/sub/b" || fail "$fs: $d/sub/b after the rename"
+      nfs-cat "$(url $d/sub/b "$v")" | cmp "$tmp/small" - || fail "$fs: $d/sub/b differs over NFS"
+
+      # unlink and rmdir.
+      ops rmdir $d/sub >/dev/null 2>&1 && fail "$fs: rmdir of a non-empty $d/sub succeeded"
+      ops unlink $d/sub/b || fail "$fs: unlink $d/sub/b over $v"
+      [ ! -e "$mnt/$d/sub/b" ] || fail "$fs: $mnt/$d/sub/b still in the mount after the unlink"
+      ops stat $d/sub/b >/dev/null 2>&1 && fail "$fs: $d/sub/b still there over NFS after the unlink"
+      ops unlink $d/sub/b >/dev/null 2>&1 && fail "$fs: unlink of a missing $d/sub/b succeeded"
+      ops rmdir $d/sub || fail "$fs: rmdir $d/sub over $v"
+      ops rmdir $d || fail "$fs: rmdir $d over $v"
+      [ ! -e "$mnt/$d" ] || fail "$fs: $mnt/$d still in the mount after the rmdir"
+      grep -qE " $d\$" <<<"$(nfs-ls "$(url "" "$v")")" && fail "$fs: $d still listed after the rmdir"
+    done
+  else
+    echo "$fs: no nfs_ops (built only where libnfs-dev is found): skipping mkdir, rename, unlink, rmdir"
+  fi
 
   step "$fs: 8 concurrent clients"
   pids=()
