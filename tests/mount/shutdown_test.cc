@@ -129,13 +129,16 @@ class ShutdownTest : public ::testing::Test {
     }
   }
   // Remounts the same pool after checking it with fsck.
-  void RecoverAndCheck(const std::map<std::string, std::string>& expect) {
+  void Recover() {
     std::string report;
     ASSERT_TRUE(mount_->Unmount(&report)) << report << "\n" << mount_->ServerStderr();
     std::string out;
     EXPECT_EQ(Fsck(mount_->source(), &out), 0) << "fsck after shutdown:\n" << out;
     std::string err;
     ASSERT_TRUE(mount_->Restart(&err)) << err;
+  }
+  void RecoverAndCheck(const std::map<std::string, std::string>& expect) {
+    Recover();
     EXPECT_EQ(Tree(root_), expect);
   }
 
@@ -205,7 +208,9 @@ TEST_F(ShutdownTest, AcknowledgedWritesSurviveAShutdownMidWorkload) {
   ::usleep(50000);
   ASSERT_EQ(Shutdown(root_), 0);
   for (auto& t : threads) t.join();
-  std::map<std::string, std::string> expect;
+  ASSERT_NO_FATAL_FAILURE(Recover());
+  const std::map<std::string, std::string> tree = Tree(root_);
+  ASSERT_EQ(tree.size(), size_t(kWriters));
   for (int w = 0; w < kWriters; ++w) {
     ASSERT_GT(acked[w], 0) << "writer " << w << " wrote nothing before the shutdown";
     EXPECT_LT(acked[w], 100000) << "writer " << w << " finished before the shutdown";
@@ -215,9 +220,23 @@ TEST_F(ShutdownTest, AcknowledgedWritesSurviveAShutdownMidWorkload) {
       std::snprintf(rec, sizeof rec, "%06d-%d\n", i, w);
       s += rec;
     }
-    expect["/w" + std::to_string(w)] = s;
+    // Every acknowledged record is there. Past them may lie part or all of
+    // the one write that was in flight and answered EIO: a buffered write
+    // across a page boundary (a 9-byte record at 8190) reaches the server
+    // as two requests, and the shutdown can fall between them
+    // (docs/guarantees.md, "atomicity is per WRITE request").
+    char next[16];
+    std::snprintf(next, sizeof next, "%06d-%d\n", acked[w], w);
+    auto it = tree.find("/w" + std::to_string(w));
+    ASSERT_NE(it, tree.end());
+    const std::string& got = it->second;
+    ASSERT_GE(got.size(), s.size()) << "writer " << w << ": acknowledged records lost";
+    EXPECT_EQ(got.substr(0, s.size()), s) << "writer " << w;
+    const std::string tail = got.substr(s.size());
+    EXPECT_LE(tail.size(), size_t(9)) << "writer " << w << ": more than the write in flight";
+    EXPECT_EQ(tail, std::string(next).substr(0, tail.size()))
+        << "writer " << w << ": the bytes past the acknowledged ones are not the write in flight";
   }
-  RecoverAndCheck(expect);
 }
 
 TEST_F(ShutdownTest, OnlyRootMayShutDown) {
